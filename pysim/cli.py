@@ -1,0 +1,53 @@
+"""Shared plumbing for the bin/ entry points: one-line errors with exit code 2, logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from pysim.errors import InputError
+
+EXIT_BAD_INPUT = 2
+
+
+def run(command: click.Command) -> None:
+    """Run a click command; any bad input ends as one line on stderr and exit code 2."""
+    prog = os.path.basename(sys.argv[0])
+    logging.basicConfig(level=logging.INFO, format=f"{prog}: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        command.main(prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        message = " ".join(exc.format_message().split())
+        click.echo(f"{prog}: error: {message}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except InputError as exc:
+        message = " ".join(str(exc).split())
+        click.echo(f"{prog}: error: {message}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    sys.exit(0)
+
+
+def device_option(func):
+    """The --device auto|cpu|cuda option shared by the GPU stages."""
+    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                        show_default=True, help="Where to compute; auto picks CUDA if present.")(func)
+
+
+def resolve_device(device: str) -> str:
+    """Map auto|cpu|cuda to a torch device string; asking for CUDA without one is bad input."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was requested but torch sees no CUDA device")
+    return device

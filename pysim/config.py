@@ -1,0 +1,285 @@
+"""Loaders for the three inputs (DESIGN §3): model table, dataset list (+ info), metric list.
+
+They accept the original study's seed formats unchanged and return small typed records.
+Every problem is an InputError naming the file, the entry and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pysim.errors import InputError
+
+MODEL_SOURCES = ("timm", "torchvision", "custom", "ssl", "open_clip", "hub")
+CATEGORY_COLUMNS = ("objective", "architecture_class", "dataset_class", "size_class")
+METRIC_METHODS = ("cka", "rsa", "mutual_knn")
+CKA_KERNELS = ("linear", "rbf")
+RSA_METHODS = ("correlation", "cosine", "euclidean")
+CORR_METHODS = ("pearson", "spearman")
+SIGMA_MODES = ("absolute", "median")
+SPLIT_NAMES = ("train", "test")
+
+
+def _load_json_strict(path: str | os.PathLike) -> Any:
+    """Parse JSON, reporting the line of a syntax error and rejecting duplicate object keys."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def no_duplicates(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise InputError(f"{path}: duplicate key '{key}'")
+            seen[key] = value
+        return seen
+
+    try:
+        return json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: "
+                         f"{exc.msg}") from None
+
+
+# --- models -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the model table."""
+
+    model_id: str
+    model_name: str
+    source: str
+    module_name: str
+    model_parameters: dict[str, Any] = field(default_factory=dict)
+    categories: dict[str, str] = field(default_factory=dict)
+    weights: str | None = None
+    pretrained: bool = True
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def load_models(path: str | os.PathLike) -> dict[str, ModelEntry]:
+    """Load a model table (JSON object keyed by model id) in the seed format."""
+    data = _load_json_strict(path)
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{path}: model table must be a non-empty JSON object keyed by model id")
+    return {model_id: _model_entry(path, model_id, entry) for model_id, entry in data.items()}
+
+
+def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
+    where = f"{path}: model '{model_id}'"
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: entry must be a JSON object")
+    for name in ("model_name", "source", "module_name"):
+        if name not in entry:
+            raise InputError(f"{where}: missing '{name}'")
+        if not isinstance(entry[name], str) or not entry[name]:
+            raise InputError(f"{where}: '{name}' must be a non-empty string")
+    if entry["source"] not in MODEL_SOURCES:
+        raise InputError(f"{where}: unknown source '{entry['source']}' "
+                         f"(known: {', '.join(MODEL_SOURCES)})")
+    params = entry.get("model_parameters") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{where}: 'model_parameters' must be a JSON object")
+    categories = {}
+    for column in CATEGORY_COLUMNS:
+        value = entry.get(column)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"{where}: category '{column}' must be a string, "
+                             f"got {type(value).__name__} {value!r}")
+        categories[column] = value
+    weights = entry.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        raise InputError(f"{where}: 'weights' must be a path string")
+    pretrained = entry.get("pretrained", True)
+    if not isinstance(pretrained, bool):
+        raise InputError(f"{where}: 'pretrained' must be true or false")
+    return ModelEntry(model_id=model_id, model_name=entry["model_name"], source=entry["source"],
+                      module_name=entry["module_name"], model_parameters=params,
+                      categories=categories, weights=weights, pretrained=pretrained, raw=entry)
+
+
+# --- datasets ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset id with its output key, display name and domain."""
+
+    dataset_id: str
+    key: str
+    name: str
+    domain: str | None = None
+
+
+def dataset_key(dataset_id: str) -> str:
+    """Output key of a dataset id: '/' -> '_' (wds/vtab/cifar10 -> wds_vtab_cifar10)."""
+    return dataset_id.replace("/", "_")
+
+
+def dataset_dir(root: str | os.PathLike, dataset_id: str) -> Path:
+    """Directory of a dataset id under the root: wds/a/b -> wds_a-b, wds/a -> wds_a."""
+    parts = dataset_id.split("/")
+    if len(parts) == 1:
+        name = parts[0]
+    else:
+        name = f"{parts[0]}_{'-'.join(parts[1:])}"
+    return Path(root) / name
+
+
+def load_dataset_list(path: str | os.PathLike) -> list[str]:
+    """Dataset ids, one per line; blank lines and '#' comments ignored; duplicates rejected."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    ids: list[str] = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if any(c.isspace() for c in line):
+            raise InputError(f"{path}: line {lineno}: dataset id '{line}' contains whitespace")
+        if line in ids:
+            raise InputError(f"{path}: line {lineno}: duplicate dataset id '{line}'")
+        ids.append(line)
+    if not ids:
+        raise InputError(f"{path}: dataset list is empty")
+    return ids
+
+
+def load_dataset_info(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Optional dataset table: id -> {'name', 'domain'} (format of dataset_info.json)."""
+    data = _load_json_strict(path)
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: dataset info must be a JSON object keyed by dataset id")
+    for dataset_id, entry in data.items():
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k, ""), str) for k in ("name", "domain")):
+            raise InputError(f"{path}: dataset '{dataset_id}': needs string 'name' and 'domain'")
+    return data
+
+
+def dataset_entries(ids: list[str], info: dict[str, dict[str, str]] | None = None
+                    ) -> list[DatasetEntry]:
+    """Combine dataset ids with the optional info table (display name falls back to the id)."""
+    info = info or {}
+    return [DatasetEntry(i, dataset_key(i), info.get(i, {}).get("name", i),
+                         info.get(i, {}).get("domain")) for i in ids]
+
+
+def check_dataset_dirs(root: str | os.PathLike, ids: list[str],
+                       splits: tuple[str, ...] = ("train",)) -> None:
+    """Every dataset directory exists and each required split has shards."""
+    for dataset_id in ids:
+        ddir = dataset_dir(root, dataset_id)
+        if not ddir.is_dir():
+            raise InputError(f"dataset '{dataset_id}': directory {ddir} not found")
+        for split in splits:
+            sdir = ddir / split
+            if not sdir.is_dir():
+                raise InputError(f"dataset '{dataset_id}': split directory {sdir} not found")
+            if not any(sdir.glob("*.tar")):
+                raise InputError(f"dataset '{dataset_id}': split '{split}' has no shards "
+                                 f"(*.tar) in {sdir}")
+
+
+# --- metrics ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One similarity metric; `id` is the DESIGN §4 metric id."""
+
+    method: str                   # cka | rsa | mutual_knn
+    kernel: str = "linear"        # cka: linear | rbf
+    unbiased: bool = True         # cka
+    sigma: float | None = None    # cka rbf
+    sigma_mode: str = "absolute"  # cka rbf: absolute | median
+    rsa_method: str = "correlation"  # rsa: correlation | cosine | euclidean
+    corr_method: str = "pearson"  # rsa: pearson | spearman
+    k: int = 10                   # mutual_knn
+
+    @property
+    def id(self) -> str:
+        if self.method == "cka":
+            est = "unbiased" if self.unbiased else "biased"
+            if self.kernel == "linear":
+                return f"cka_kernel_linear_{est}"
+            suffix = "_median" if self.sigma_mode == "median" else ""
+            return f"cka_kernel_rbf_{est}_sigma_{self.sigma:g}{suffix}"
+        if self.method == "rsa":
+            return f"rsa_method_{self.rsa_method}_corr_method_{self.corr_method}"
+        return f"mutual_knn_k_{self.k}"
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that define this metric (stored as attributes of its matrix)."""
+        if self.method == "cka":
+            out = {"sim_method": "cka", "sim_kernel": self.kernel, "unbiased": self.unbiased}
+            if self.kernel == "rbf":
+                out.update(sigma=self.sigma, sigma_mode=self.sigma_mode)
+            return out
+        if self.method == "rsa":
+            return {"sim_method": "rsa", "rsa_method": self.rsa_method,
+                    "corr_method": self.corr_method}
+        return {"sim_method": "mutual_knn", "k": self.k}
+
+
+def load_metrics(path: str | os.PathLike) -> list[MetricSpec]:
+    """Load a metric list (seed format plus the extra keys of DESIGN §3); ids must be unique."""
+    data = _load_json_strict(path)
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path}: metric list must be a non-empty JSON list")
+    specs = [_metric_spec(path, i, e) for i, e in enumerate(data)]
+    seen = set()
+    for spec in specs:
+        if spec.id in seen:
+            raise InputError(f"{path}: metric '{spec.id}' is listed twice")
+        seen.add(spec.id)
+    return specs
+
+
+def _metric_spec(path, index: int, entry: Any) -> MetricSpec:
+    where = f"{path}: metric #{index + 1}"
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: entry must be a JSON object")
+    method = entry.get("sim_method")
+    if method not in METRIC_METHODS:
+        raise InputError(f"{where}: unknown sim_method {method!r} "
+                         f"(known: {', '.join(METRIC_METHODS)})")
+    if method == "cka":
+        kernel = entry.get("sim_kernel", "linear")
+        if kernel not in CKA_KERNELS:
+            raise InputError(f"{where}: unknown sim_kernel {kernel!r} for cka")
+        unbiased = entry.get("unbiased", True)
+        if not isinstance(unbiased, bool):
+            raise InputError(f"{where}: 'unbiased' must be true or false")
+        if kernel == "linear":
+            return MetricSpec("cka", "linear", unbiased)
+        sigma = entry.get("sigma")
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
+                or not math.isfinite(sigma) or sigma <= 0:
+            raise InputError(f"{where}: rbf kernel needs a positive 'sigma', got {sigma!r}")
+        mode = entry.get("sigma_mode", "absolute")
+        if mode not in SIGMA_MODES:
+            raise InputError(f"{where}: unknown sigma_mode {mode!r}")
+        return MetricSpec("cka", "rbf", unbiased, float(sigma), mode)
+    if method == "rsa":
+        rsa_method = entry.get("rsa_method", "correlation")
+        corr_method = entry.get("corr_method", "pearson")
+        if rsa_method not in RSA_METHODS:
+            raise InputError(f"{where}: unknown rsa_method {rsa_method!r}")
+        if corr_method not in CORR_METHODS:
+            raise InputError(f"{where}: unknown corr_method {corr_method!r}")
+        return MetricSpec("rsa", rsa_method=rsa_method, corr_method=corr_method)
+    k = entry.get("k", 10)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"{where}: mutual_knn needs a positive integer 'k', got {k!r}")
+    return MetricSpec("mutual_knn", k=k)
