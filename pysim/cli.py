@@ -38,8 +38,9 @@ def run(command: click.Command) -> None:
 
 def device_option(func):
     """The --device auto|cpu|cuda option shared by the GPU stages."""
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                        show_default=True, help="Where to compute; auto picks CUDA if present.")(func)
+    option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+                          show_default=True, help="Where to compute; auto picks CUDA if present.")
+    return option(func)
 
 
 def resolve_device(device: str) -> str:

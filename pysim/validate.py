@@ -5,8 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from pysim.config import (ModelEntry, MetricSpec, check_dataset_dirs, load_dataset_info,
-                          load_dataset_list, load_metrics, load_models)
+from pysim.config import (
+    MetricSpec,
+    ModelEntry,
+    check_dataset_dirs,
+    load_dataset_info,
+    load_dataset_list,
+    load_metrics,
+    load_models,
+)
 
 
 @dataclass

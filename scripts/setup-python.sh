@@ -11,7 +11,9 @@ python="${PYTHON:-python3}"
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
     || { echo "setup-python: need Python >= 3.10 ($python)" >&2; exit 2; }
 
-key="$( (cat pyproject.toml; "$python" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)"
+# Key: the [project] tables of pyproject.toml (dependencies, extras) and the Python version.
+key="$( (sed -n '/^\[project/,/^\[tool/p' pyproject.toml; "$python" -c 'import sys; print(sys.version)') \
+    | sha256sum | cut -c1-16)"
 env="${PYSIM_CACHE:-$HOME/.cache/pysim}/envs/$key"
 
 if [ ! -f "$env/.complete" ]; then

@@ -1,0 +1,40 @@
+"""Shared test helpers: paths and running a bin/ entry point as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SEED = FIXTURES / "seed"
+
+
+def run_cli(name: str, *args: str | os.PathLike, check: bool = False,
+            env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run bin/<name> with this interpreter and return the completed process (text output)."""
+    cmd = [sys.executable, str(ROOT / "bin" / name), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, exactly one line on stderr containing every fragment."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.fixture
+def seed_dir() -> Path:
+    """Directory with the original study's config files (the project's own copies)."""
+    return SEED
