@@ -1,0 +1,100 @@
+"""Probe inputs: read and check a features file, L2-normalise, map labels, stratified splits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pysim.errors import InputError
+from pysim.io import has_split, read_attrs, read_features
+
+
+@dataclass
+class ProbeData:
+    """Train and test features (float32, n x d), labels mapped to 0..n_classes-1, and identity."""
+
+    model_id: str
+    dataset: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+
+
+def stratified_split(targets: np.ndarray, proportion: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (kept, held-out) with about `proportion` of every class held out.
+
+    Per class round(proportion * n_c) samples are held out, at most n_c - 1 (every class keeps
+    one sample); the counts depend only on the class sizes, the chosen samples on `seed`.
+    """
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(targets):
+        members = np.flatnonzero(targets == label)
+        n_held = min(int(np.floor(proportion * len(members) + 0.5)), len(members) - 1)
+        held.append(rng.permutation(members)[:n_held])
+    held_idx = np.sort(np.concatenate(held)).astype(np.int64)
+    kept_idx = np.setdiff1d(np.arange(len(targets)), held_idx).astype(np.int64)
+    return kept_idx, held_idx
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Divide every row by its Euclidean norm (all-zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.finfo(x.dtype).tiny)
+
+
+def load_probe_data(path: str | os.PathLike, normalize: str = "l2", test_from_train: bool = False,
+                    test_proportion: float = 0.2, split_seed: int = 0) -> ProbeData:
+    """Read a features file for probing; no test split is bad input unless `test_from_train`.
+
+    With `test_from_train` and no test split in the file, a stratified `test_proportion` of the
+    train split (drawn with `split_seed`) becomes the test split.
+    """
+    attrs = read_attrs(path)
+    for name in ("model_id", "dataset"):
+        if name not in attrs:
+            raise InputError(f"{path}: features file has no root attribute '{name}'")
+    train = read_features(path, "train")
+    if has_split(path, "test"):
+        test = read_features(path, "test")
+        x_train, y_train = train.features, train.targets
+        x_test, y_test = test.features, test.targets
+    elif test_from_train:
+        kept, held = stratified_split(train.targets, test_proportion, split_seed)
+        if len(held) == 0:
+            raise InputError(f"{path}: too few train samples to carve out a test split "
+                             f"(--test-proportion {test_proportion})")
+        x_train, y_train = train.features[kept], train.targets[kept]
+        x_test, y_test = train.features[held], train.targets[held]
+    else:
+        raise InputError(f"{path}: no 'test' split in features file "
+                         "(pass --test-from-train to carve one out of the train split)")
+    _check(path, x_train, y_train, x_test)
+    classes = np.unique(np.concatenate([y_train, y_test]))
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    if normalize == "l2":
+        x_train, x_test = l2_normalize(x_train), l2_normalize(x_test)
+    elif normalize != "none":
+        raise InputError(f"unknown normalisation '{normalize}' (expected l2 or none)")
+    return ProbeData(str(attrs["model_id"]), str(attrs["dataset"]), x_train,
+                     np.searchsorted(classes, y_train), x_test, np.searchsorted(classes, y_test),
+                     len(classes))
+
+
+def _check(path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> None:
+    """Bad features (empty, mismatched widths, NaN/inf, one class) are bad input."""
+    if len(x_train) == 0 or len(x_test) == 0:
+        raise InputError(f"{path}: empty train or test split")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise InputError(f"{path}: train and test features differ in width "
+                         f"({x_train.shape[1]} vs {x_test.shape[1]})")
+    for name, x in (("train", x_train), ("test", x_test)):
+        if not np.isfinite(x).all():
+            raise InputError(f"{path}: '{name}' features contain NaN or inf")
+    if len(np.unique(y_train)) < 2:
+        raise InputError(f"{path}: the train split has fewer than 2 classes")

@@ -1,0 +1,144 @@
+"""The probe protocol: per learning rate a coarse-to-fine weight-decay search on a stratified
+validation hold-out (mean over seeds), then a refit on the whole train split, scored on test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pysim.errors import InputError
+from pysim.probe.data import ProbeData, stratified_split
+from pysim.probe.heads import Scores, score_heads, train_heads
+
+# 1e-6 .. 1e1 with 16 points per decade; the coarse stage tries the decades (every 16th),
+# then each refinement tries peak +- 8, 4, 2, 1 grid steps.
+WD_GRID = np.logspace(-6, 1, 7 * 16 + 1)
+COARSE_STEP = 16
+REFINE_SPANS = (8, 4, 2, 1)
+# bytes of per-head state (weights, 2 moments, gradient, update) allowed at once
+HEAD_MEMORY = 1 << 30
+
+
+@dataclass
+class ProbeSettings:
+    """Hyper-parameters of the probe protocol (defaults of the original study)."""
+
+    lrs: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
+    epochs: int = 20
+    batch_size: int = 64
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    val_proportion: float = 0.2
+
+
+def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
+              progress: bool = True) -> dict:
+    """Choose lr and weight decay on validation, refit on all train data, score on test.
+
+    Returns the probe record of DESIGN §5 (accuracies are means over seeds).
+    """
+    _check_settings(settings)
+    x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device)
+    y_tr = torch.from_numpy(data.y_train).to(device)
+    splits = [stratified_split(data.y_train, settings.val_proportion, s) for s in settings.seeds]
+    if len(splits[0][1]) == 0:
+        raise InputError(f"too few train samples ({len(data.y_train)}) for a validation hold-out "
+                         f"of {settings.val_proportion}")
+    fit_idx = torch.from_numpy(np.stack([kept for kept, _ in splits])).to(device)
+    val_idx = torch.from_numpy(np.stack([held for _, held in splits])).to(device)
+    n_fit, n_all = fit_idx.shape[1], len(data.y_train)
+    n_heads = (len(range(0, len(WD_GRID), COARSE_STEP)) + 2 * len(REFINE_SPANS)) * len(settings.lrs)
+    bar = tqdm(total=n_heads * _steps(n_fit, settings) + _steps(n_all, settings),
+               desc="probe search", unit="head-step", disable=not progress, leave=False)
+
+    def evaluate(candidates: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
+        """Train heads for (lr index, wd index) candidates, return their validation keys."""
+        if not candidates:
+            return {}
+        lrs = [settings.lrs[i] for i, _ in candidates]
+        wds = [float(WD_GRID[j]) for _, j in candidates]
+        scores = _train_and_score(x_tr, y_tr, fit_idx, val_idx, settings, data.n_classes,
+                                  lrs, wds, lambda: bar.update(len(candidates)))
+        return {c: _key(scores, g) for g, c in enumerate(candidates)}
+
+    results: dict[tuple[int, int], tuple] = {}
+    coarse = range(0, len(WD_GRID), COARSE_STEP)
+    results.update(evaluate([(i, j) for i in range(len(settings.lrs)) for j in coarse]))
+    peaks = {i: max(coarse, key=lambda j, i=i: results[i, j]) for i in range(len(settings.lrs))}
+    for span in REFINE_SPANS:
+        new = sorted({(i, j) for i, p in peaks.items() for j in (p - span, p + span)
+                      if 0 <= j < len(WD_GRID) and (i, j) not in results})
+        results.update(evaluate(new))
+        for i, p in peaks.items():
+            near = [j for j in (p, p - span, p + span) if (i, j) in results]
+            peaks[i] = max(near, key=lambda j, i=i: results[i, j])
+    best = max(peaks.items(), key=lambda item: results[item])
+    lr, wd = settings.lrs[best[0]], float(WD_GRID[best[1]])
+
+    test = _refit_and_test(data, settings, device, lr, wd, bar.update)
+    bar.close()
+    return {
+        "model_id": data.model_id, "dataset": data.dataset,
+        "test_acc1": test[0], "test_acc5": test[1], "val_acc1": results[best][0],
+        "lr": lr, "weight_decay": wd, "epochs": settings.epochs, "seeds": list(settings.seeds),
+        "n_train": n_all, "n_test": len(data.y_test),
+    }
+
+
+def _train_and_score(x, y, fit_idx, val_idx, settings, n_classes, lrs, wds, on_step) -> Scores:
+    """Train candidates in memory-bounded groups and concatenate their validation scores."""
+    per_head = 5 * 4 * len(settings.seeds) * (x.shape[1] + 1) * n_classes
+    group = max(1, HEAD_MEMORY // per_head)
+    parts = []
+    for start in range(0, len(lrs), group):
+        sl = slice(start, start + group)
+        heads = train_heads(x, y, fit_idx, settings.seeds, lrs[sl], wds[sl], n_classes,
+                            settings.epochs, settings.batch_size, on_step)
+        parts.append(score_heads(heads, x, y, val_idx))
+    return Scores(*(torch.cat([getattr(p, f) for p in parts], dim=1)
+                    for f in ("hits1", "hits5", "loss_sum")), parts[0].n)
+
+
+def _key(scores: Scores, g: int) -> tuple[float, float]:
+    """Ranking key of candidate g: mean validation top-1 over seeds, then lower mean loss."""
+    acc1 = scores.hits1[:, g].sum().item() / (scores.n * scores.hits1.shape[0])
+    loss = scores.loss_sum[:, g].sum().item() / (scores.n * scores.hits1.shape[0])
+    return acc1, -loss
+
+
+def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lr: float, wd: float,
+                    on_step) -> tuple[float, float]:
+    """Refit one head per seed on the whole train split; mean test top-1 and top-5."""
+    x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device)
+    y_tr = torch.from_numpy(data.y_train).to(device)
+    x_te = torch.from_numpy(np.ascontiguousarray(data.x_test)).to(device)
+    y_te = torch.from_numpy(data.y_test).to(device)
+    n_seeds = len(settings.seeds)
+    all_idx = torch.arange(len(y_tr), device=device).expand(n_seeds, -1)
+    heads = train_heads(x_tr, y_tr, all_idx, settings.seeds, [lr], [wd], data.n_classes,
+                        settings.epochs, settings.batch_size, lambda: on_step(1))
+    test_idx = torch.arange(len(y_te), device=device).expand(n_seeds, -1)
+    scores = score_heads(heads, x_te, y_te, test_idx)
+    total = scores.n * n_seeds
+    return scores.hits1.sum().item() / total, scores.hits5.sum().item() / total
+
+
+def _steps(n: int, settings: ProbeSettings) -> int:
+    return settings.epochs * -(-n // settings.batch_size)
+
+
+def _check_settings(settings: ProbeSettings) -> None:
+    """Out-of-range settings are bad input."""
+    if not settings.lrs or any(not lr > 0 for lr in settings.lrs):
+        raise InputError(f"learning rates must be positive, got {settings.lrs}")
+    if settings.epochs < 1 or settings.batch_size < 1:
+        raise InputError("--epochs and --batch-size must be at least 1")
+    if not settings.seeds or len(set(settings.seeds)) != len(settings.seeds):
+        raise InputError(f"seeds must be a non-empty list of distinct integers, got "
+                         f"{settings.seeds}")
+    if any(s < 0 for s in settings.seeds):
+        raise InputError(f"seeds must be non-negative, got {settings.seeds}")
+    if not 0 < settings.val_proportion < 1:
+        raise InputError(f"--val-proportion must lie in (0, 1), got {settings.val_proportion}")
