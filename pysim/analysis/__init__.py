@@ -1,0 +1,2 @@
+"""Analyses across datasets: consistency of similarity structure, clusters, similarity vs.
+accuracy gap."""
