@@ -1,0 +1,136 @@
+"""One model registry: `load_model(entry)` -> (model, preprocess, extractor) for every source.
+
+Sources (DESIGN §3): timm, torchvision, OpenCLIP (`custom` OpenCLIP_<variant>_<tag> entries and
+`open_clip`), `ssl` ids of the original study, torch `hub`, and Kakaobrain ALIGN (transformers).
+`resolve_report` maps a model table to loaders and weight sources without downloading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pysim.config import ModelEntry
+from pysim.errors import InputError
+from pysim.models.extractor import FeatureExtractor, token_mode
+from pysim.models.resolve import Resolution, resolve, resolve_report, weights_path
+
+__all__ = ["FeatureExtractor", "Resolution", "describe_transform", "load_model", "resolve",
+           "resolve_report", "weights_path", "offline_default"]
+
+log = logging.getLogger(__name__)
+VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "pillow", "numpy",
+                      "transformers")
+
+
+def offline_default() -> bool:
+    """Offline unless asked otherwise when HF_HUB_OFFLINE=1 is set (cluster compute nodes)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _enter_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+
+
+def describe_transform(transform: Any) -> dict[str, Any]:
+    """Resize, crop, mean, std and interpolation of a torchvision-style transform pipeline."""
+    out: dict[str, Any] = {}
+    for t in getattr(transform, "transforms", [transform]):
+        name = type(t).__name__
+        if "Resize" in name and hasattr(t, "size"):
+            out["resize"] = t.size if isinstance(t.size, int) else list(t.size)
+            if hasattr(t, "interpolation"):
+                out["interpolation"] = str(getattr(t.interpolation, "value", t.interpolation))
+        elif "CenterCrop" in name:
+            out["crop"] = list(t.size) if not isinstance(t.size, int) else t.size
+        elif name == "Normalize":
+            out["mean"] = [round(float(v), 6) for v in t.mean]
+            out["std"] = [round(float(v), 6) for v in t.std]
+    return out
+
+
+def _sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model) -> str:
+    """Hash of a model's state_dict (names, dtypes, shapes, bytes), independent of device."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape the features."""
+    out = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[str, Any]:
+    """What exactly was loaded: source, resolved name, tag, weight source and hash, preprocess."""
+    files = [res.weights_file] if res.weights_file else \
+        [p for p in res.cache_candidates if Path(p).is_file()] if res.pretrained else []
+    if files:
+        sha, hash_of = _sha256_file(files[0]), "file"
+    else:
+        sha, hash_of = state_dict_sha256(model), "state_dict"
+    return {"source": entry.source, "loader": res.loader, "resolved_name": res.name,
+            "pretrained_tag": res.tag or "", "pretrained": res.pretrained,
+            "weight_source": res.weight_source, "weights_sha256": sha,
+            "weights_hash_of": hash_of, "preprocessing": describe_transform(preprocess),
+            "package_versions": package_versions()}
+
+
+def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
+               offline: bool | None = None):
+    """Build (model, preprocess, extractor) for a model-table entry, in eval mode on the CPU.
+
+    `base_dir` resolves a relative `weights` path; with `offline` (default: HF_HUB_OFFLINE=1)
+    missing weights end in one InputError naming them instead of a download.
+    """
+    from pysim.models.loaders import BUILDERS
+
+    offline = offline_default() if offline is None else offline
+    res = resolve(entry, base_dir)
+    if offline:
+        _enter_offline()
+        if not res.cached():
+            raise InputError(f"model '{entry.model_id}': weights not available offline: "
+                             f"{res.weight_source} is not in the local cache (run "
+                             "pysim-fetch-weights on a machine with network, or set 'weights')")
+    tokens = token_mode(entry.model_parameters)
+    try:
+        model, preprocess, forward, n_prefix = BUILDERS[res.loader](entry, res)
+    except InputError as exc:
+        raise InputError(f"model '{entry.model_id}': {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line
+        log.debug("loading %s failed", entry.model_id, exc_info=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(f"model '{entry.model_id}': cannot load {res.loader} '{res.name}' "
+                         f"from {res.weight_source}: {type(exc).__name__}: {first[:300]}") from None
+    model.eval()
+    extractor = FeatureExtractor(model, entry.module_name, forward, tokens, n_prefix,
+                                 provenance(entry, res, model, preprocess))
+    return model, preprocess, extractor

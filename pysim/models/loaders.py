@@ -1,0 +1,194 @@
+"""Build a model from a Resolution with each source's own loading code.
+
+Every builder returns (model, preprocess, forward, num_prefix_tokens). Random init
+(`"pretrained": false`) is seeded so that the same entry always gives the same weights.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pysim.config import ModelEntry
+from pysim.errors import InputError
+from pysim.models.resolve import ALIGN_REPO, RANDOM_SEED, Resolution
+from pysim.models.ssl_table import resnet50_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Built = tuple[torch.nn.Module, Callable, Callable, int]
+
+
+def _kwargs(entry: ModelEntry) -> dict[str, Any]:
+    kwargs = entry.model_parameters.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise InputError("model_parameters.model_kwargs must be a JSON object")
+    return dict(kwargs)
+
+
+def _input_size(entry: ModelEntry) -> int | None:
+    size = entry.model_parameters.get("input_size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        raise InputError(f"model_parameters.input_size must be an integer >= 8, got {size!r}")
+    return size
+
+
+def load_state_file(path: str) -> dict[str, torch.Tensor]:
+    """A state_dict from a local file (.safetensors or torch pickle, tensors only)."""
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise InputError(f"weights file {path}: not a loadable state_dict "
+                         f"({type(exc).__name__})") from None
+    for wrapper in ("state_dict", "model_state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict):
+        raise InputError(f"weights file {path}: does not hold a state_dict")
+    return sd
+
+
+def imagenet_transform(crop: int = 224, resize: int = 256, mean=IMAGENET_MEAN,
+                       std=IMAGENET_STD) -> Callable:
+    """Resize (shorter side), center crop, tensor, normalise: the torchvision default."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(crop),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+
+
+def build_timm(entry: ModelEntry, res: Resolution) -> Built:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    kwargs = {**res.extra.get("default_kwargs", {}), **_kwargs(entry)}
+    if res.weights_file:
+        model = timm.create_model(res.name, pretrained=True,
+                                  pretrained_cfg_overlay=dict(file=res.weights_file), **kwargs)
+    elif not res.pretrained:
+        torch.manual_seed(RANDOM_SEED)
+        model = timm.create_model(res.name, pretrained=False, **kwargs)
+    else:
+        model = timm.create_model(res.name, pretrained=True, **kwargs)
+    cfg = resolve_data_config(model=model)
+    if "img_size" in kwargs and isinstance(kwargs["img_size"], int):
+        cfg.update(input_size=(3, kwargs["img_size"], kwargs["img_size"]))
+    size = _input_size(entry)
+    if size is not None:
+        cfg.update(input_size=(3, size, size), crop_pct=1.0)
+    return model, create_transform(**cfg), model, getattr(model, "num_prefix_tokens", 1)
+
+
+def build_torchvision(entry: ModelEntry, res: Resolution) -> Built:
+    import torchvision.models as tvm
+    from torchvision.transforms._presets import ImageClassification
+
+    kwargs = _kwargs(entry)
+    enum = tvm.get_model_weights(res.name)[res.tag] if res.tag else None
+    if res.pretrained and not res.weights_file:
+        model = tvm.get_model(res.name, weights=enum, **kwargs)
+    else:
+        torch.manual_seed(RANDOM_SEED)
+        model = tvm.get_model(res.name, weights=None, **kwargs)
+        if res.weights_file:
+            model.load_state_dict(load_state_file(res.weights_file), strict=True)
+    preset = enum.transforms() if enum is not None else ImageClassification(crop_size=224)
+    size = _input_size(entry)
+    if size is not None:
+        preset = ImageClassification(crop_size=size, resize_size=size, mean=preset.mean,
+                                     std=preset.std, interpolation=preset.interpolation)
+    mean, std = tuple(preset.mean), tuple(preset.std)
+    resize = preset.resize_size[0] if isinstance(preset.resize_size, (list, tuple)) \
+        else preset.resize_size
+    crop = preset.crop_size[0] if isinstance(preset.crop_size, (list, tuple)) else preset.crop_size
+    return model, imagenet_transform(crop, resize, mean, std), model, 1
+
+
+def build_open_clip(entry: ModelEntry, res: Resolution) -> Built:
+    import open_clip
+
+    kwargs = _kwargs(entry)
+    size = _input_size(entry)
+    if size is not None:
+        kwargs["force_image_size"] = size
+    if res.weights_file:
+        pretrained = res.weights_file
+    elif not res.pretrained:
+        torch.manual_seed(RANDOM_SEED)
+        pretrained = None
+    else:
+        pretrained = res.tag
+    model, _, preprocess = open_clip.create_model_and_transforms(res.name, pretrained=pretrained,
+                                                                 **kwargs)
+    return model, preprocess, lambda x: model.encode_image(x), 1
+
+
+def _converted_resnet50(entry: ModelEntry, res: Resolution) -> dict:
+    """Converted torchvision keys of a self-supervised ResNet-50 (download + convert once)."""
+    target = Path(res.cache_candidates[0])
+    if target.is_file():
+        return load_state_file(str(target))
+    checkpoint = torch.hub.load_state_dict_from_url(res.extra["url"], map_location="cpu",
+                                                    weights_only=False,
+                                                    file_name=f"{entry.model_name}.orig")
+    converted = resnet50_state_dict(checkpoint)
+    from pysim.io import atomic_path
+
+    with atomic_path(target) as tmp:
+        torch.save(converted, tmp)
+    return converted
+
+
+def build_resnet50(entry: ModelEntry, res: Resolution) -> Built:
+    import torchvision.models as tvm
+
+    torch.manual_seed(RANDOM_SEED)
+    model = tvm.resnet50(weights=None)
+    model.fc = torch.nn.Identity()
+    if res.weights_file:
+        model.load_state_dict(resnet50_state_dict(load_state_file(res.weights_file)), strict=True)
+    elif res.pretrained:
+        model.load_state_dict(_converted_resnet50(entry, res), strict=True)
+    size = _input_size(entry)
+    transform = imagenet_transform(size, size) if size else imagenet_transform()
+    return model, transform, model, 1
+
+
+def build_hub(entry: ModelEntry, res: Resolution) -> Built:
+    torch.manual_seed(RANDOM_SEED)
+    model = torch.hub.load(res.extra["repo"], res.name, trust_repo=True, skip_validation=True,
+                           pretrained=res.pretrained and not res.weights_file, **_kwargs(entry))
+    if res.weights_file:
+        model.load_state_dict(load_state_file(res.weights_file), strict=True)
+    size = _input_size(entry)
+    transform = imagenet_transform(size, size) if size else imagenet_transform()
+    return model, transform, model, 1
+
+
+def build_align(entry: ModelEntry, res: Resolution) -> Built:
+    from transformers import AlignConfig, AlignModel
+
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if res.pretrained:
+        source = res.weights_file and str(Path(res.weights_file).parent) or ALIGN_REPO
+        model = AlignModel.from_pretrained(source, local_files_only=offline).vision_model
+    else:
+        torch.manual_seed(RANDOM_SEED)
+        model = AlignModel(AlignConfig()).vision_model
+    transform = imagenet_transform(289, 289, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return model, transform, lambda x: model(pixel_values=x), 0
+
+
+BUILDERS: dict[str, Callable[[ModelEntry, Resolution], Built]] = {
+    "timm": build_timm, "torchvision": build_torchvision, "open_clip": build_open_clip,
+    "resnet50": build_resnet50, "hub": build_hub, "transformers": build_align,
+}

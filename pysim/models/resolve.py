@@ -1,0 +1,272 @@
+"""Map a model-table entry to a loader and a weight source without downloading anything.
+
+A Resolution says which code builds the model (timm, torchvision, open_clip, a converted
+self-supervised ResNet-50, torch.hub, transformers), under which resolved name and pretrained
+tag, and where its weights come from (a local file, a hub/URL cache entry, or seeded random
+init). `cache_candidates` lists the local files that would satisfy an offline run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pysim.config import ModelEntry
+from pysim.errors import InputError
+from pysim.models.ssl_table import SSL_MODELS
+
+RANDOM_SEED = 0
+ALIGN_REPO = "kakaobrain/align-base"
+
+
+@dataclass
+class Resolution:
+    """How one model is built and where its weights come from."""
+
+    model_id: str
+    loader: str                    # timm | torchvision | open_clip | resnet50 | hub | transformers
+    name: str                      # resolved architecture / model name
+    tag: str | None = None         # pretrained tag (timm tag, open_clip tag, torchvision enum)
+    weight_source: str = ""        # file:<path> | hf-hub:<repo>[/<file>] | url:<url> | random...
+    weights_file: str | None = None
+    cache_candidates: list[Path] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pretrained(self) -> bool:
+        return not self.weight_source.startswith("random")
+
+    def cached(self) -> bool:
+        """Whether the weights are available without network (local file or filled cache)."""
+        if not self.pretrained:
+            return True
+        if self.weights_file is not None:
+            return Path(self.weights_file).is_file()
+        return any(Path(p).exists() for p in self.cache_candidates)
+
+
+def weights_path(entry: ModelEntry, base_dir: str | os.PathLike | None) -> str | None:
+    """The entry's `weights` as an absolute path (relative paths: against the table's dir)."""
+    if entry.weights is None:
+        return None
+    path = Path(entry.weights).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return str(path.resolve())
+
+
+def _torch_cache(url: str) -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+
+
+def _hf_cache(repo_id: str, filenames: tuple[str, ...]) -> list[Path]:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return []
+    found = []
+    for name in filenames:
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str):
+            found.append(Path(hit))
+    return found or [Path(f"<hf-cache>/{repo_id}/{filenames[0]}")]
+
+
+def _weights_or(res: Resolution, entry: ModelEntry, wfile: str | None) -> Resolution | None:
+    """Fill the weight source for a local file or random init; None if hub weights apply."""
+    if wfile is not None:
+        if not Path(wfile).is_file():
+            raise InputError(f"weights file {wfile} not found")
+        res.weights_file, res.weight_source = wfile, f"file:{wfile}"
+        return res
+    if not entry.pretrained:
+        res.weight_source = f"random (seed {RANDOM_SEED})"
+        res.tag = None
+        return res
+    return None
+
+
+def _resolve_timm(entry: ModelEntry, name: str, wfile: str | None) -> Resolution:
+    import timm
+    from timm.models import get_pretrained_cfg, split_model_name_tag
+
+    arch, _ = split_model_name_tag(name)
+    if not timm.is_model(arch):
+        raise InputError(f"timm has no architecture '{arch}' (timm {timm.__version__})")
+    try:
+        cfg = get_pretrained_cfg(name, allow_unregistered=True)
+    except RuntimeError as exc:
+        raise InputError(f"timm: {exc}") from None
+    tag = cfg.tag if cfg is not None else None
+    res = Resolution(entry.model_id, "timm", f"{arch}.{tag}" if tag else arch, tag)
+    if _weights_or(res, entry, wfile):
+        return res
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
+        raise InputError(f"timm '{name}' has no pretrained weights (set \"pretrained\": false "
+                         "or give \"weights\")")
+    if cfg.hf_hub_id:
+        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else \
+            ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
+             "open_clip_pytorch_model.bin")
+        res.weight_source = f"hf-hub:{cfg.hf_hub_id}"
+        res.cache_candidates = _hf_cache(cfg.hf_hub_id, files)
+    else:
+        res.weight_source = f"url:{cfg.url}"
+        res.cache_candidates = [_torch_cache(cfg.url)]
+    return res
+
+
+def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
+    import torchvision.models as tvm
+
+    name = entry.model_name
+    if name not in tvm.list_models():
+        raise InputError(f"torchvision has no model '{name}'")
+    tag = entry.model_parameters.get("weights", "DEFAULT")
+    enum = None
+    try:
+        enum = tvm.get_model_weights(name)[tag] if tag else None
+    except (KeyError, ValueError):
+        raise InputError(f"torchvision '{name}' has no weights '{tag}'") from None
+    res = Resolution(entry.model_id, "torchvision", name,
+                     str(enum).split(".")[-1] if enum else None)
+    res.extra["weights_enum"] = str(enum) if enum else None
+    if _weights_or(res, entry, wfile):
+        return res
+    if enum is None:
+        raise InputError(f"torchvision '{name}': no weights given (model_parameters.weights)")
+    res.weight_source = f"url:{enum.url}"
+    res.cache_candidates = [_torch_cache(enum.url)]
+    return res
+
+
+def _resolve_open_clip(entry: ModelEntry, wfile: str | None) -> Resolution:
+    import open_clip
+
+    params = entry.model_parameters
+    variant = params.get("variant") or entry.model_name
+    tag = params.get("dataset") or params.get("pretrained")
+    if variant not in open_clip.list_models():
+        raise InputError(f"open_clip has no model '{variant}' (open_clip {open_clip.__version__})")
+    res = Resolution(entry.model_id, "open_clip", variant, tag)
+    if _weights_or(res, entry, wfile):
+        return res
+    cfg = open_clip.get_pretrained_cfg(variant, tag) if tag else {}
+    if not cfg:
+        raise InputError(f"open_clip '{variant}' has no pretrained tag {tag!r} "
+                         f"(known: {', '.join(open_clip.list_pretrained_tags_by_model(variant))})")
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])  # "org/name/" -> no filename
+        files = (filename,) if filename else ("open_clip_model.safetensors",
+                                              "open_clip_pytorch_model.bin")
+        res.weight_source = f"hf-hub:{cfg['hf_hub']}"
+        res.cache_candidates = _hf_cache(repo, files)
+    else:
+        res.weight_source = f"url:{cfg['url']}"
+        cache = Path(os.path.expanduser("~/.cache/clip"))
+        res.cache_candidates = [cache / os.path.basename(cfg["url"])]
+    return res
+
+
+def _resolve_hub(entry: ModelEntry, repo: str, model: str, wfile: str | None) -> Resolution:
+    import torch.hub
+
+    res = Resolution(entry.model_id, "hub", model, None, extra={"repo": repo})
+    if _weights_or(res, entry, wfile):
+        return res
+    owner_name, _, ref = repo.partition(":")
+    res.weight_source = f"torch.hub:{repo}:{model}"
+    res.cache_candidates = [Path(torch.hub.get_dir()) /
+                            f"{owner_name.replace('/', '_')}_{ref or 'main'}"]
+    return res
+
+
+def _resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
+    spec = SSL_MODELS.get(entry.model_name)
+    if spec is None:
+        raise InputError(f"unknown self-supervised model '{entry.model_name}' "
+                         f"(known: {', '.join(SSL_MODELS)})")
+    if spec[0] == "timm":
+        res = _resolve_timm(entry, spec[1], wfile)
+        if "dinov2" in spec[1]:  # the study fed DINOv2 224-px inputs, as its hub models do
+            res.extra["default_kwargs"] = {"img_size": 224}
+        return res
+    if spec[0] == "hub":
+        return _resolve_hub(entry, spec[1], spec[2], wfile)
+    res = Resolution(entry.model_id, "resnet50", "torchvision resnet50 (fc removed)",
+                     entry.model_name, extra={"url": spec[1]})
+    if _weights_or(res, entry, wfile):
+        return res
+    res.weight_source = f"url:{spec[1]}"
+    res.cache_candidates = [Path(_torch_cache(spec[1]).parent / f"{entry.model_name}.pth")]
+    return res
+
+
+def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
+    if importlib.util.find_spec("transformers") is None:
+        raise InputError("Kakaobrain ALIGN needs transformers (pip install 'pysim[align]')")
+    res = Resolution(entry.model_id, "transformers", f"AlignModel {ALIGN_REPO}", None)
+    if _weights_or(res, entry, wfile):
+        return res
+    res.weight_source = f"hf-hub:{ALIGN_REPO}"
+    res.cache_candidates = _hf_cache(ALIGN_REPO, ("model.safetensors", "pytorch_model.bin"))
+    return res
+
+
+def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Resolution:
+    """Resolve one entry; raises InputError naming the model and the reason if it cannot."""
+    wfile = weights_path(entry, base_dir)
+    try:
+        if entry.source == "timm":
+            return _resolve_timm(entry, entry.model_name, wfile)
+        if entry.source == "torchvision":
+            return _resolve_torchvision(entry, wfile)
+        if entry.source == "open_clip" or (entry.source == "custom"
+                                           and entry.model_name == "OpenCLIP"):
+            return _resolve_open_clip(entry, wfile)
+        if entry.source == "custom" and entry.model_name == "Kakaobrain_Align":
+            return _resolve_align(entry, wfile)
+        if entry.source == "ssl":
+            return _resolve_ssl(entry, wfile)
+        if entry.source == "hub":
+            repo = entry.model_parameters.get("repo")
+            if not repo:
+                raise InputError("source 'hub' needs model_parameters.repo ('owner/name:ref')")
+            return _resolve_hub(entry, repo, entry.model_name, wfile)
+        raise InputError(f"no loader for source '{entry.source}' and model_name "
+                         f"'{entry.model_name}'")
+    except InputError as exc:
+        raise InputError(f"model '{entry.model_id}': {exc}") from None
+
+
+def resolve_report(models: dict[str, ModelEntry],
+                   base_dir: str | os.PathLike | None = None) -> str:
+    """One line per model: id -> loader, name, tag, weight source (cached or not); no download.
+
+    Raises InputError with a one-line summary if any model cannot be resolved.
+    """
+    lines, failed = [], []
+    for model_id, entry in models.items():
+        try:
+            res = resolve(entry, base_dir)
+        except InputError as exc:
+            failed.append(model_id)
+            lines.append(f"  {model_id} -> UNRESOLVED: {str(exc).split(': ', 1)[-1]}")
+            continue
+        state = "local" if res.weights_file or not res.pretrained else \
+            ("cached" if res.cached() else "not cached")
+        tag = f" [{res.tag}]" if res.tag else ""
+        lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
+                     f" ({state})")
+    report = f"resolve: {len(models) - len(failed)}/{len(models)} models\n" + "\n".join(lines)
+    if failed:
+        import sys
+
+        print(report, file=sys.stderr)
+        raise InputError(f"{len(failed)} of {len(models)} models cannot be resolved: "
+                         f"{', '.join(failed)}")
+    return report
