@@ -1,0 +1,264 @@
+"""All-pairs engine: every metric for every model pair of one dataset in two streamed passes.
+
+Pass 1 (per model): one Gram matrix XX^T gives the statistics each metric needs (kernel row
+sums, RDM means, neighbour lists, Spearman ranks). Pass 2 (per row block): the centred blocks
+of all models are stacked and multiplied into m x m float64 inner products.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pysim.config import MetricSpec
+from pysim.errors import InputError
+from pysim.similarity.base import ModelInfo, row_blocks
+from pysim.similarity.cka import CKAMetric
+from pysim.similarity.knn import MutualKNNMetric
+from pysim.similarity.memory import parse_size, working_budget
+from pysim.similarity.prepare import invalid_reason, prepare_features
+from pysim.similarity.rsa import RSAPearsonMetric, rdm_invalid, spearman_ranks
+
+log = logging.getLogger("pysim.similarity")
+
+
+@dataclass
+class MemoryPlan:
+    """How the engine fits the budget: chunk sizes and what it may keep between passes."""
+
+    chunk: int          # rows per float64 chunk inside pass 1
+    block: int          # rows per stacked block in pass 2
+    cache_grams: bool   # keep every model's Gram matrix for pass 2
+    rank_group: int     # Spearman rank vectors held at once (>= m: each ranked once)
+
+
+def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
+                median: bool) -> MemoryPlan:
+    """Choose block sizes so that the engine's own allocations stay within `budget` bytes."""
+    pairs = n * (n - 1) // 2
+    gram = 4 * n * n
+    chunk = int(np.clip(budget // 10 // (n * 8 * 8), 1, n))
+    pass1 = gram + chunk * n * 64 + (48 * pairs if n_spearman else 0) \
+        + (16 * pairs if median else 0)
+    row_bytes = n * (8 * m * n_stacked + 64)
+    min_pass2 = min(n, 16) * row_bytes if n_stacked else 0
+    if budget < pass1 + 4 * pairs * n_spearman + min_pass2:
+        need = (pass1 + 4 * pairs * n_spearman + min_pass2) / 2**20
+        raise InputError(f"--max-memory is too small for {n} samples and {m} models: the "
+                         f"engine needs at least {need:.0f} MiB beyond what is already in use "
+                         f"({budget / 2**20:.0f} MiB available)")
+    rank_all = 4 * pairs * m * n_spearman
+    group = m if pass1 + rank_all <= budget else \
+        max(1, (budget - pass1) // (4 * pairs * max(1, n_spearman)) - 1)
+    cache = m * gram
+    held = rank_all if group >= m else 0
+    cache_grams = pass1 + cache + held <= budget and cache + min_pass2 <= budget // 2
+    left = budget - (cache if cache_grams else 0)
+    block = int(np.clip(left // row_bytes, 1, n)) if n_stacked else n
+    return MemoryPlan(chunk=chunk, block=block, cache_grams=cache_grams, rank_group=int(group))
+
+
+def _normalised_products(acc: torch.Tensor) -> np.ndarray:
+    """acc_ab / sqrt(acc_aa acc_bb), symmetrised, clipped to [-1, 1], NaN where a norm is 0."""
+    acc = acc.double().cpu()
+    diag = acc.diagonal().clone()
+    scale = torch.where(diag > 0, diag.sqrt(), torch.full_like(diag, float("nan")))
+    sims = acc / scale[:, None] / scale[None, :]
+    sims = ((sims + sims.T) / 2).clamp_(-1.0, 1.0).numpy()
+    ok = np.isfinite(np.diag(sims))
+    np.fill_diagonal(sims, np.where(ok, 1.0, np.nan))
+    sims[~ok, :] = np.nan
+    sims[:, ~ok] = np.nan
+    return sims
+
+
+class _Engine:
+    """The two passes over the valid models of one dataset."""
+
+    def __init__(self, xs: list[torch.Tensor], specs: list[MetricSpec], budget: int,
+                 progress: bool, plan: MemoryPlan | None = None):
+        self.xs, self.m, self.n = xs, len(xs), xs[0].shape[0]
+        self.device = xs[0].device
+        self.progress = progress
+        self.stacked = {s.id: _stacked_metric(s, self.n) for s in specs
+                        if not (s.method == "rsa" and s.corr_method == "spearman")}
+        self.spearman = [s for s in specs if s.method == "rsa" and s.corr_method == "spearman"]
+        median = any(s.method == "cka" and s.kernel == "rbf" and s.sigma_mode == "median"
+                     for s in specs)
+        self.plan = plan or plan_memory(budget, self.m, self.n, len(self.stacked),
+                                        len(self.spearman), median)
+        log.info("memory plan: %s", self.plan)
+        self.infos: list[ModelInfo] = []
+        self.grams: list[torch.Tensor] = []
+        self.bad: dict[str, set[int]] = {s.id: set() for s in specs}
+        self.reasons: dict[tuple[str, int], str] = {}
+
+    def gram(self, a: int, rows: slice | None = None) -> torch.Tensor:
+        """Gram rows of model a (float32): from the cache or recomputed (bit-identical)."""
+        if self.grams:
+            return self.grams[a] if rows is None else self.grams[a][rows]
+        x = self.xs[a]
+        return x @ x.T if rows is None else x[rows] @ x.T
+
+    def run(self) -> dict[str, np.ndarray]:
+        ranks = self.pass1()
+        out = {s.id: self.spearman_products(s, ranks.get(s.id)) for s in self.spearman}
+        del ranks
+        out.update(self.pass2())
+        for metric_id, bad in self.bad.items():
+            for a in bad:
+                out[metric_id][a, :] = np.nan
+                out[metric_id][:, a] = np.nan
+        return out
+
+    def pass1(self) -> dict[str, list[torch.Tensor]]:
+        keep_ranks = self.plan.rank_group >= self.m
+        ranks: dict[str, list[torch.Tensor]] = {s.id: [] for s in self.spearman} \
+            if keep_ranks else {}
+        for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
+            x = self.xs[a]
+            g = x @ x.T
+            info = ModelInfo.from_features(x, g.diagonal())
+            self.infos.append(info)
+            for metric_id, metric in self.stacked.items():
+                reason = metric.observe(a, g, info, self.plan.chunk)
+                if reason:
+                    self.bad[metric_id].add(a)
+                    self.reasons[(metric_id, a)] = reason
+            for spec in self.spearman if keep_ranks else ():
+                ranks[spec.id].append(self._ranks(spec, a, g))
+            if self.plan.cache_grams:
+                self.grams.append(g)
+            del g
+        return ranks
+
+    def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor | None = None) -> torch.Tensor:
+        reason = rdm_invalid(spec.rsa_method, self.infos[a])
+        if reason:
+            self.bad[spec.id].add(a)
+            self.reasons[(spec.id, a)] = reason
+            return torch.zeros(self.n * (self.n - 1) // 2, dtype=torch.int32, device=self.device)
+        return spearman_ranks(spec, self.gram(a) if g is None else g, self.infos[a],
+                              self.plan.chunk)
+
+    def spearman_products(self, spec: MetricSpec, ranks: list[torch.Tensor] | None) -> np.ndarray:
+        """Inner products of the rank vectors of all models (in groups if they do not fit)."""
+        m, group = self.m, self.plan.rank_group
+        acc = torch.zeros(m, m, dtype=torch.float64, device=self.device)
+        if ranks is not None:
+            _accumulate_ranks(acc, torch.stack(ranks), slice(0, m), None)
+            return _normalised_products(acc)
+        for start in tqdm(range(0, m, group), desc=f"{spec.id} (grouped)",
+                          disable=not self.progress):
+            idx = slice(start, min(m, start + group))
+            held = torch.stack([self._ranks(spec, a) for a in range(idx.start, idx.stop)])
+            _accumulate_ranks(acc, held, idx, None)
+            for b in range(idx.stop, m):
+                _accumulate_ranks(acc, held, idx, (b, self._ranks(spec, b)))
+        return _normalised_products(acc)
+
+    def pass2(self) -> dict[str, np.ndarray]:
+        if not self.stacked:
+            return {}
+        m, n = self.m, self.n
+        acc = {k: torch.zeros(m, m, dtype=torch.float64, device=self.device) for k in self.stacked}
+        blocks = list(row_blocks(n, self.plan.block))
+        for rows in tqdm(blocks, desc="pair products", disable=not self.progress):
+            width = rows.stop - rows.start
+            bufs = {k: torch.empty(m, width, n, dtype=torch.float64, device=self.device)
+                    for k in self.stacked}
+            for a in range(m):
+                g = self.gram(a, rows).double()
+                for metric_id, metric in self.stacked.items():
+                    if a not in self.bad[metric_id]:
+                        bufs[metric_id][a] = metric.block(a, rows, g, self.infos[a])
+                    else:
+                        bufs[metric_id][a].zero_()
+                del g
+            for metric_id, buf in bufs.items():
+                flat = buf.view(m, -1)
+                acc[metric_id] += flat @ flat.T
+            del bufs
+        return {k: _normalised_products(v) for k, v in acc.items()}
+
+
+def _accumulate_ranks(acc: torch.Tensor, held: torch.Tensor, idx: slice,
+                      other: tuple[int, torch.Tensor] | None, chunk: int = 1 << 22) -> None:
+    """Add rank inner products (float64, over column chunks) into acc[idx, idx] or acc[idx, b]."""
+    count = held.shape[1]
+    for start in range(0, count, chunk):
+        part = held[:, start:start + chunk].double()
+        if other is None:
+            acc[idx, idx] += part @ part.T
+        else:
+            b, vec = other
+            prod = part @ vec[start:start + chunk].double()
+            acc[idx, b] += prod
+            acc[b, idx] += prod
+
+
+def _stacked_metric(spec: MetricSpec, n: int):
+    if spec.method == "cka":
+        return CKAMetric(spec, n)
+    if spec.method == "rsa":
+        return RSAPearsonMetric(spec, n)
+    return MutualKNNMetric(spec, n)
+
+
+def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
+    """Bad input: too few samples for a metric (unbiased HSIC needs 4, kNN needs k < n)."""
+    if n < 4:
+        raise InputError(f"need at least 4 samples to compare models, got {n}")
+    for spec in metrics:
+        if spec.method == "mutual_knn" and spec.k >= n:
+            raise InputError(f"metric {spec.id}: k={spec.k} needs more than {spec.k} samples, "
+                             f"got {n}")
+
+
+def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
+                         metrics: list[MetricSpec], device: str = "cpu",
+                         max_memory: int | str | None = None, normalize: str = "l2",
+                         progress: bool = False,
+                         plan: MemoryPlan | None = None) -> dict[str, np.ndarray]:
+    """One float64 m x m matrix per metric id (rows in the order of `features`), diagonal 1.
+
+    A model with NaN/inf or constant features gets a NaN row and column and a logged warning.
+    `max_memory` bounds the engine's memory (bytes or '1GB'); `plan` overrides its block sizes.
+    """
+    from pysim.cli import resolve_device
+
+    if not features:
+        raise InputError("no models given")
+    device = resolve_device(device)
+    ids = list(features)
+    xs = {mid: prepare_features(f, normalize, device) for mid, f in features.items()}
+    sizes = {x.shape[0] for x in xs.values()}
+    if len(sizes) != 1:
+        raise InputError(f"models have different numbers of samples: {sorted(sizes)}")
+    n = sizes.pop()
+    check_sizes(n, metrics)
+    budget = working_budget(device, None if max_memory is None else parse_size(max_memory))
+    valid = []
+    for mid in ids:
+        reason = invalid_reason(xs[mid])
+        if reason:
+            log.warning("model %s: %s; its row and column are NaN", mid, reason)
+        else:
+            valid.append(mid)
+    out = {s.id: np.full((len(ids), len(ids)), np.nan) for s in metrics}
+    if not valid:
+        return out
+    engine = _Engine([xs[mid] for mid in valid], metrics, budget, progress, plan)
+    del xs
+    sub = engine.run()
+    for (metric_id, a), reason in sorted(engine.reasons.items()):
+        log.warning("model %s: %s: %s; its row and column are NaN", valid[a], metric_id, reason)
+    pos = np.array([ids.index(mid) for mid in valid])
+    for metric_id, matrix in sub.items():
+        out[metric_id][np.ix_(pos, pos)] = matrix
+    return out

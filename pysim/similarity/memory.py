@@ -1,0 +1,59 @@
+"""Memory sizes: parse --max-memory strings and pick a safe default budget for the engine."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from pysim.errors import InputError
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in a size such as '1GB', '512MB', '2G', '1.5GiB' or '1000000' (units are binary)."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise InputError(f"--max-memory: cannot read size {text!r} (examples: 1GB, 512MB, 2G)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def current_rss() -> int:
+    """Resident set size of this process in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def available_ram() -> int:
+    """Available host memory in bytes (MemAvailable, else free physical pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def working_budget(device: str, max_memory: int | None) -> int:
+    """Bytes the engine may allocate on `device` beyond what is already in use.
+
+    With max_memory on CPU it is the whole process's limit, so the current RSS is subtracted;
+    on CUDA it limits GPU memory. Default: half the free RAM, or 80% of free GPU memory.
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        used = torch.cuda.memory_allocated(torch.device(device))
+        return int(0.8 * free) if max_memory is None else max_memory - used
+    if max_memory is None:
+        return available_ram() // 2
+    return max_memory - current_rss()

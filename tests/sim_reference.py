@@ -1,0 +1,97 @@
+"""Float64 pair-by-pair reference of every DESIGN §4 metric, written from the formulas alone.
+
+Deliberately naive and independent of pysim.similarity: HSIC via traces (Song et al. 2012 for
+the unbiased estimator, tr(KHLH) for the biased one), RDMs via numpy/scipy, kNN via argsort.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.distance import cdist, pdist, squareform
+from scipy.stats import pearsonr, spearmanr
+
+
+def normalise(x: np.ndarray, mode: str = "l2") -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if mode == "l2" else x
+
+
+def hsic_unbiased(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741
+    n = len(k)
+    k, l = k.copy(), l.copy()  # noqa: E741
+    np.fill_diagonal(k, 0.0)
+    np.fill_diagonal(l, 0.0)
+    ones = np.ones(n)
+    term = (np.trace(k @ l) + (ones @ k @ ones) * (ones @ l @ ones) / ((n - 1) * (n - 2))
+            - 2.0 / (n - 2) * (ones @ k @ l @ ones))
+    return term / (n * (n - 3))
+
+
+def hsic_biased(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741
+    n = len(k)
+    h = np.eye(n) - np.ones((n, n)) / n
+    return np.trace(k @ h @ l @ h) / (n - 1) ** 2
+
+
+def kernel(x: np.ndarray, spec) -> np.ndarray:
+    if spec.kernel == "linear":
+        return x @ x.T
+    sigma = spec.sigma
+    if spec.sigma_mode == "median":
+        sigma = sigma * np.median(pdist(x))
+    return np.exp(-cdist(x, x, "sqeuclidean") / (2 * sigma**2))
+
+
+def cka(x: np.ndarray, y: np.ndarray, spec) -> float:
+    hsic = hsic_unbiased if spec.unbiased else hsic_biased
+    k, l = kernel(x, spec), kernel(y, spec)  # noqa: E741
+    return hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
+
+
+def rdm(x: np.ndarray, method: str) -> np.ndarray:
+    if method == "correlation":
+        return 1.0 - np.corrcoef(x)
+    if method == "cosine":
+        return squareform(pdist(x, "cosine"))
+    return squareform(pdist(x, "euclidean"))
+
+
+def rsa(x: np.ndarray, y: np.ndarray, spec) -> float:
+    iu = np.triu_indices(len(x), k=1)
+    a, b = rdm(x, spec.rsa_method)[iu], rdm(y, spec.rsa_method)[iu]
+    corr = pearsonr if spec.corr_method == "pearson" else spearmanr
+    return float(corr(a, b)[0])
+
+
+def mutual_knn(x: np.ndarray, y: np.ndarray, spec) -> float:
+    def neighbours(z):
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+        cos = z @ z.T
+        np.fill_diagonal(cos, -np.inf)
+        return np.argsort(-cos, axis=1, kind="stable")[:, :spec.k]
+
+    nx, ny = neighbours(x), neighbours(y)
+    return float(np.mean([len(set(a) & set(b)) / spec.k for a, b in zip(nx, ny, strict=True)]))
+
+
+def similarity(x: np.ndarray, y: np.ndarray, spec) -> float:
+    """The metric `spec` between two feature matrices (already prepared)."""
+    if spec.method == "cka":
+        return cka(x, y, spec)
+    if spec.method == "rsa":
+        return rsa(x, y, spec)
+    return mutual_knn(x, y, spec)
+
+
+def reference_matrices(features: dict[str, np.ndarray], specs, normalize: str = "l2"
+                       ) -> dict[str, np.ndarray]:
+    """Every metric's m x m matrix, pair by pair in float64 (diagonal computed, not set)."""
+    xs = [normalise(f, normalize) for f in features.values()]
+    out = {}
+    for spec in specs:
+        mat = np.empty((len(xs), len(xs)))
+        for i, x in enumerate(xs):
+            for j, y in enumerate(xs[i:], start=i):
+                mat[i, j] = mat[j, i] = similarity(x, y, spec)
+        out[spec.id] = mat
+    return out
