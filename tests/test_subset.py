@@ -1,0 +1,87 @@
+"""pysim-subset: stratified, seeded, sorted subset indices (DESIGN §1.2, §5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pysim.io import SplitFeatures, write_features
+from pysim.subset import class_quotas, stratified_indices
+
+BIN = Path(__file__).resolve().parents[1] / "bin"
+
+
+def write_targets(path: Path, targets: np.ndarray, dataset: str = "wds_toy") -> Path:
+    n = len(targets)
+    keys = np.array([f"k{i}" for i in range(n)])
+    split = SplitFeatures(np.zeros((n, 2), np.float32), targets, keys)
+    write_features(path, {"train": split}, {"model_id": "m", "dataset": dataset,
+                                           "module_name": "head"})
+    return path
+
+
+def run_subset(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BIN / "pysim-subset"), *args],
+                          capture_output=True, text=True)
+
+
+def test_classes_are_as_even_as_their_sizes_allow():
+    sizes = np.array([5, 300, 50, 200, 51])
+    targets = np.repeat(np.arange(5) * 10, sizes)  # labels need not be 0..k-1
+    np.random.default_rng(0).shuffle(targets)
+    idx = stratified_indices(targets, 100, seed=4)
+    assert len(idx) == 100 and np.all(np.diff(idx) > 0)
+    counts = np.array([np.sum(targets[idx] == c * 10) for c in range(5)])
+    assert counts[0] == 5  # the small class is taken whole
+    rest = counts[1:]
+    assert rest.sum() == 95 and rest.max() - rest.min() <= 1  # the others share the rest evenly
+
+
+def test_quotas_water_filling():
+    rng = np.random.default_rng(0)
+    quotas = class_quotas(np.array([3, 10, 10]), 20, rng)
+    assert quotas[0] == 3 and sorted(quotas[1:].tolist()) == [8, 9]
+    assert class_quotas(np.array([2, 2, 2]), 6, rng).tolist() == [2, 2, 2]
+    quotas = class_quotas(np.array([1, 4, 30, 30]), 40, rng)
+    assert quotas[:2].tolist() == [1, 4] and sorted(quotas[2:].tolist()) == [17, 18]
+
+
+def test_small_dataset_uses_all_samples():
+    assert stratified_indices(np.array([0, 1, 1, 0]), 10, seed=0).tolist() == [0, 1, 2, 3]
+    assert stratified_indices(np.array([0, 1, 1, 0]), 4, seed=0).tolist() == [0, 1, 2, 3]
+
+
+def test_cli_writes_identical_output_for_identical_input(tmp_path):
+    targets = np.random.default_rng(1).integers(0, 7, size=500)
+    feats = write_targets(tmp_path / "m.h5", targets)
+    outs = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"]
+    for out, seed in zip(outs, (3, 3, 4), strict=True):
+        proc = run_subset("--features", str(feats), "--out", str(out), "--max-samples", "120",
+                          "--seed", str(seed))
+        assert proc.returncode == 0, proc.stderr
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    subset = json.loads(outs[0].read_text())
+    assert list(subset) == ["dataset", "split", "seed", "max_samples", "n_total", "indices"]
+    assert subset["dataset"] == "wds_toy" and subset["split"] == "train"
+    assert (subset["seed"], subset["max_samples"], subset["n_total"]) == (3, 120, 500)
+    assert len(subset["indices"]) == 120 and subset["indices"] == sorted(set(subset["indices"]))
+    assert json.loads(outs[2].read_text())["indices"] != subset["indices"]
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["--max-samples", "0"], "max-samples"),
+    (["--features", "missing.h5"], "missing.h5"),
+])
+def test_cli_bad_input_exits_2(tmp_path, args, reason):
+    feats = write_targets(tmp_path / "m.h5", np.zeros(10, np.int64))
+    base = {"--features": str(feats), "--out": str(tmp_path / "s.json")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    proc = run_subset(*[x for kv in base.items() for x in kv])
+    assert proc.returncode == 2
+    assert reason in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s.json").exists()
