@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import SpectralClustering
-from sklearn.metrics import adjusted_rand_score
 
 
 def cluster_models(similarity: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
     """Spectral clustering labels with |S| (diagonal 1, non-finite 0) as precomputed affinity."""
+    from sklearn.cluster import SpectralClustering  # slow import: only when clustering
+
     m = similarity.shape[0]
     k = max(1, min(num_clusters, m - 1))
     if k == 1:
@@ -39,6 +39,8 @@ def cluster_table(metric_id: str, datasets: Sequence[str], stack: np.ndarray,
 
 def cluster_agreement(clusters: pd.DataFrame) -> pd.DataFrame:
     """Adjusted Rand index between the clusterings of every dataset pair, per metric."""
+    from sklearn.metrics import adjusted_rand_score
+
     out = []
     for metric_id, sel in clusters.groupby("metric", sort=True):
         by_ds = {ds: g.set_index("model_id")["cluster"] for ds, g in sel.groupby("dataset")}

@@ -82,19 +82,17 @@ def mantel_counts(z_pairs: np.ndarray, masks: Sequence[np.ndarray], r_obs: Seque
     """
     d, m = z_pairs.shape[0], perms.shape[1]
     chunk = max(1, max_block // max(1, z_pairs.size))
-    full = symmetric_from_pairs(z_pairs, m, rows, cols).reshape(d, m * m)
+    full = symmetric_from_pairs(z_pairs, m, rows, cols).reshape(d, m * m).T.copy()  # m*m x D
     counts = [np.zeros((d, d), dtype=np.int64) for _ in masks]
+    limits = [np.abs(r)[:, None, :] - P_TOLERANCE for r in r_obs]
     for start in range(0, len(perms), chunk):
         block = perms[start:start + chunk]
-        flat = block[:, rows] * m + block[:, cols]          # nc x P
-        permuted = full[:, flat]                             # D x nc x P
+        flat = block[:, rows] * m + block[:, cols]                   # nc x P
         for k, mask in enumerate(masks):
             n_pairs = int(mask.sum())
-            a = z_pairs[:, mask]                             # D x p
-            b = permuted[:, :, mask].reshape(-1, n_pairs)    # (D*nc) x p
-            r = (a @ b.T / n_pairs).reshape(d, d, len(block))
-            limit = np.abs(r_obs[k])[:, :, None] - P_TOLERANCE
-            counts[k] += (np.abs(r) >= limit).sum(axis=-1)
+            permuted = full[flat[:, mask].T].reshape(n_pairs, -1)    # p x (nc*D)
+            r = (z_pairs[:, mask] @ permuted / n_pairs).reshape(d, len(block), d)  # a, n, b
+            counts[k] += (np.abs(r) >= limits[k]).sum(axis=1)
     return counts
 
 
@@ -130,12 +128,21 @@ def pair_weights(draws: np.ndarray, m: int, rows: np.ndarray, cols: np.ndarray) 
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval over the first axis, ignoring NaN (all NaN -> NaN)."""
-    tail = (1 - level) / 2 * 100
-    if len(samples) == 0:
-        shape = samples.shape[1:]
-        return np.full(shape, np.nan), np.full(shape, np.nan)
-    finite = np.isfinite(samples).any(axis=0)
-    filled = np.where(finite[None], samples, 0.0)
-    low, high = np.nanpercentile(filled, [tail, 100 - tail], axis=0)
-    return np.where(finite, low, np.nan), np.where(finite, high, np.nan)
+    """Percentile interval (linear interpolation) over the first axis, ignoring NaN."""
+    tail = (1 - level) / 2
+    shape = samples.shape[1:]
+    ordered = np.sort(samples, axis=0)                     # NaN last
+    n = np.isfinite(samples).sum(axis=0)
+    bounds = []
+    for q in (tail, 1 - tail):
+        pos = q * np.maximum(n - 1, 0)
+        lo = np.floor(pos).astype(int)
+        hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+        if len(samples) == 0:
+            bounds.append(np.full(shape, np.nan))
+            continue
+        v_lo = np.take_along_axis(ordered, lo[None], axis=0)[0]
+        v_hi = np.take_along_axis(ordered, hi[None], axis=0)[0]
+        value = v_lo + (pos - lo) * (v_hi - v_lo)
+        bounds.append(np.where(n > 0, value, np.nan))
+    return bounds[0], bounds[1]
