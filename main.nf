@@ -1,0 +1,210 @@
+#!/usr/bin/env nextflow
+/*
+ * pysim: cross-dataset consistency of representational similarity between vision models.
+ * VALIDATE -> EXTRACT_FEATURES -> MAKE_SUBSET -> COMPUTE_SIMILARITY -> LINEAR_PROBE
+ *   -> CONSISTENCY -> SIM_VS_PERF -> REPORT   (DESIGN.md §7; every step calls one bin/ entry point)
+ */
+nextflow.enable.dsl = 2
+
+import groovy.json.JsonOutput
+import groovy.json.JsonSlurper
+
+include { DEMO_DATA          } from './modules/demo_data'
+include { VALIDATE           } from './modules/validate'
+include { EXTRACT_FEATURES   } from './modules/extract_features'
+include { MAKE_SUBSET        } from './modules/make_subset'
+include { COMPUTE_SIMILARITY } from './modules/compute_similarity'
+include { LINEAR_PROBE       } from './modules/linear_probe'
+include { CONSISTENCY        } from './modules/consistency'
+include { SIM_VS_PERF        } from './modules/sim_vs_perf'
+include { REPORT             } from './modules/report'
+
+def helpText() {
+    return """
+    Usage: nextflow run main.nf -profile <test|local|slurm|apptainer|gpu,...> [--param value ...]
+
+    Required:
+      --models FILE            model table (JSON, seed format)
+      --datasets FILE          dataset list (one dataset id per line)
+      --metrics FILE           metric list (JSON, seed format)
+      --dataset_root DIR       folder holding the datasets (CLIP-benchmark layout);
+                               not needed with --demo_data (the test profile)
+      --outdir DIR             results folder (DESIGN §5 layout)
+    Optional:
+      --dataset_info FILE      dataset table (display names, domains)             [${params.dataset_info}]
+      --demo_data              generate the bundled demo datasets instead of --dataset_root [${params.demo_data}]
+      --model_ids A,B          run only these model ids of the table               [${params.model_ids}]
+      --skip_probes            no linear probes (and no similarity-vs-accuracy)    [${params.skip_probes}]
+      --max_samples N          subset size per dataset                              [${params.max_samples}]
+      --seed S                 seed of subsets, permutations, bootstrap             [${params.seed}]
+      --device auto|cpu|cuda   device of extraction and similarity                  [${params.device}]
+      --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
+      --batch_size N           extraction batch size                                [${params.batch_size}]
+      --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
+      --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
+      --max_memory SIZE        memory cap for similarity kernels (e.g. 8G)          [${params.max_memory}]
+      --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
+      --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
+      --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
+      --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
+      --permutations N         Mantel permutations                                  [${params.permutations}]
+      --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
+      --publish_mode MODE      copy, link, symlink, ...                             [${params.publish_mode}]
+      --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
+    SLURM (-profile slurm):
+      --cpu_partition P        partition of CPU tasks                               [${params.cpu_partition}]
+      --gpu_partition P        partition of GPU tasks                               [${params.gpu_partition}]
+      --gpu_gres G             GPU request of GPU tasks                             [${params.gpu_gres}]
+      --slurm_account A        account charged                                      [${params.slurm_account}]
+      --slurm_queue_size N     jobs queued at once                                  [${params.slurm_queue_size}]
+    Apptainer (-profile apptainer):
+      --container_dir DIR      folder with the .sif images                          [${params.container_dir}]
+    Limits (cap every task's request):
+      --max_cpus N / --max_memory_per_task SIZE / --max_time DURATION
+    """.stripIndent()
+}
+
+/** Stops the run before any task with one line naming the problem. */
+def fail(String message) {
+    error(message)
+}
+
+/** Checks the params and returns the parsed inputs; any problem stops with one line. */
+def checkParams() {
+    def required = ['models', 'datasets', 'metrics', 'outdir']
+    if (!params.demo_data) {
+        required << 'dataset_root'
+    }
+    for (name in required) {
+        if (params[name] == null || params[name] == true || params[name].toString().trim() == '') {
+            fail("Missing required parameter --${name} (see --help)")
+        }
+    }
+    for (name in ['models', 'datasets', 'metrics', 'dataset_info']) {
+        if (params[name] && !file(params[name].toString()).isFile()) {
+            fail("--${name}: file not found: ${params[name]}")
+        }
+    }
+    if (!params.demo_data && !file(params.dataset_root.toString()).isDirectory()) {
+        fail("--dataset_root: folder not found: ${params.dataset_root}")
+    }
+    if (!(params.device in ['auto', 'cpu', 'cuda'])) {
+        fail("--device must be auto, cpu or cuda, got '${params.device}'")
+    }
+    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'permutations', 'bootstrap']) {
+        if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
+            fail("--${name} must be a positive integer, got '${params[name]}'")
+        }
+    }
+}
+
+/** The model table as an ordered map id -> entry, restricted to --model_ids. */
+def loadModels(modelsFile) {
+    def table
+    try {
+        table = new JsonSlurper().parse(modelsFile.toFile())
+    } catch (Exception exc) {
+        fail("--models: ${modelsFile}: not valid JSON (${exc.message.readLines()[0]})")
+    }
+    if (!(table instanceof Map) || table.isEmpty()) {
+        fail("--models: ${modelsFile}: must be a non-empty JSON object keyed by model id")
+    }
+    def ids = table.keySet() as List
+    if (params.model_ids) {
+        def wanted = params.model_ids.toString().tokenize(',')*.trim()
+        def unknown = wanted.findAll { !(it in ids) }
+        if (unknown) {
+            fail("--model_ids: unknown model id '${unknown[0]}' (not in ${modelsFile.name})")
+        }
+        ids = ids.findAll { it in wanted }
+    }
+    def bad = ids.find { it.contains('/') || it.contains("'") || it.startsWith('.') }
+    if (bad) {
+        fail("--models: model id '${bad}' cannot be used as a file name")
+    }
+    return ids.collectEntries { [(it): table[it]] }
+}
+
+/** One-entry model table as JSON text; a relative weights path is made absolute first. */
+def modelEntryJson(String modelId, Map entry, modelsFile) {
+    def copy = new LinkedHashMap(entry)
+    if (copy.weights instanceof String && !copy.weights.startsWith('/')) {
+        copy.weights = modelsFile.parent.resolve(copy.weights).normalize().toString()
+    }
+    return JsonOutput.prettyPrint(JsonOutput.toJson([(modelId): copy]))
+}
+
+/** Dataset ids of the list with their output key and folder name (DESIGN §3). */
+def loadDatasets(datasetsFile) {
+    def ids = datasetsFile.readLines().collect { it.split('#', 2)[0].trim() }.findAll { it }
+    if (!ids) {
+        fail("--datasets: ${datasetsFile}: no dataset ids")
+    }
+    return ids.collect { id ->
+        def parts = id.tokenize('/')
+        def folder = parts.size() == 1 ? parts[0] : "${parts[0]}_${parts[1..-1].join('-')}"
+        [id: id, key: id.replace('/', '_'), folder: folder]
+    }
+}
+
+if (params.help) {
+    log.info(helpText())
+    exit 0
+}
+checkParams()
+
+workflow {
+    def modelsFile = file(params.models)
+    def metricsFile = file(params.metrics)
+    def models = loadModels(modelsFile)
+    def modelIds = models.keySet() as List
+    def datasets = loadDatasets(file(params.datasets))
+    def infoFile = params.dataset_info ? file(params.dataset_info) : []
+
+    root = params.demo_data ? DEMO_DATA().root : Channel.value(file(params.dataset_root))
+
+    VALIDATE(modelsFile, file(params.datasets), metricsFile, root, infoFile)
+    // A constant gate: EXTRACT waits for VALIDATE without hashing its (table-dependent) output.
+    ready = VALIDATE.out.report.map { true }
+
+    model_ch = Channel.fromList(modelIds.collect { [it, modelEntryJson(it, models[it], modelsFile)] })
+    dataset_ch = root.combine(Channel.fromList(datasets))
+        .map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
+    EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))
+    features = EXTRACT_FEATURES.out.features
+
+    // The subset depends only on targets and keys (the same for every model): draw it from the
+    // first model of the table so that adding models later leaves it cached.
+    MAKE_SUBSET(features.filter { key, id, f -> id == modelIds[0] }.map { key, id, f -> [key, f] })
+
+    by_dataset = features
+        .map { key, id, f -> [key, [modelIds.indexOf(id), f]] }
+        .groupTuple(size: modelIds.size())
+        .map { key, items -> [key, items.sort { it[0] }.collect { it[1] }] }
+        .join(MAKE_SUBSET.out.subset)
+    COMPUTE_SIMILARITY(by_dataset, metricsFile.text)
+    sims = COMPUTE_SIMILARITY.out.similarities
+        .toSortedList { a, b -> a[0] <=> b[0] }
+        .map { list -> list.collect { it[1] } }
+
+    CONSISTENCY(sims, modelsFile)
+
+    if (params.skip_probes) {
+        probes = Channel.value([])
+        performance = Channel.value([])
+    } else {
+        LINEAR_PROBE(features)
+        probes = LINEAR_PROBE.out.probe
+            .toSortedList { a, b -> (a[0] <=> b[0]) ?: (modelIds.indexOf(a[1]) <=> modelIds.indexOf(b[1])) }
+        SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } })
+        performance = SIM_VS_PERF.out.table
+    }
+
+    subsets = MAKE_SUBSET.out.subset.toSortedList { a, b -> a[0] <=> b[0] }.map { l -> l.collect { it[1] } }
+    REPORT(
+        sims, subsets, CONSISTENCY.out.tables, performance,
+        probes.map { list -> list.collect { [it[0], it[1]] } },
+        probes.map { list -> list.collect { it[2] } },
+        modelsFile, infoFile,
+    )
+}

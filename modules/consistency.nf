@@ -1,0 +1,26 @@
+// CONSISTENCY: correlation of similarity matrices across datasets (all and per category pair).
+process CONSISTENCY {
+    label 'cpu_large'
+    cache 'deep'
+    publishDir "${params.outdir}", mode: 'copy', overwrite: true
+
+    input:
+    path similarities, stageAs: 'similarities/*'
+    path models
+
+    output:
+    path 'consistency', emit: tables
+
+    script:
+    def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
+    """
+    pysim-consistency ${sim_args} --models ${models} --out-dir consistency \\
+        --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed}
+    """
+
+    stub:
+    """
+    mkdir -p consistency
+    touch consistency/consistency.csv consistency/clusters.csv
+    """
+}

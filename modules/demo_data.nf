@@ -1,0 +1,17 @@
+// DEMO_DATA: writes the bundled demo datasets (CLIP-benchmark layout) when no --dataset_root is given.
+process DEMO_DATA {
+    label 'cpu_small'
+
+    output:
+    path 'demo-data', emit: root
+
+    script:
+    """
+    pysim-demo-data --out-dir demo-data
+    """
+
+    stub:
+    """
+    mkdir -p demo-data
+    """
+}

@@ -1,0 +1,24 @@
+// LINEAR_PROBE: test accuracy of a linear classifier on one model's features of one dataset.
+process LINEAR_PROBE {
+    tag "${model_id} ${key}"
+    label 'cpu_large'
+    publishDir "${params.outdir}/probes/${key}", mode: 'copy', overwrite: true
+
+    input:
+    tuple val(key), val(model_id), path(features, stageAs: 'features/*')
+
+    output:
+    tuple val(key), val(model_id), path("${model_id}.json"), emit: probe
+
+    script:
+    """
+    pysim-probe --features ${features} --out '${model_id}.json' \\
+        --lrs ${params.probe_lrs} --epochs ${params.probe_epochs} \\
+        --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion}
+    """
+
+    stub:
+    """
+    echo '{}' > '${model_id}.json'
+    """
+}

@@ -1,0 +1,23 @@
+// MAKE_SUBSET: the stratified subset indices of one dataset, drawn from one model's features.
+process MAKE_SUBSET {
+    tag "${key}"
+    label 'cpu_small'
+    publishDir "${params.outdir}/subsets", mode: 'copy', overwrite: true
+
+    input:
+    tuple val(key), path(features, stageAs: 'features/*')
+
+    output:
+    tuple val(key), path("${key}.json"), emit: subset
+
+    script:
+    """
+    pysim-subset --features ${features} --out ${key}.json \\
+        --max-samples ${params.max_samples} --seed ${params.seed}
+    """
+
+    stub:
+    """
+    echo '{}' > ${key}.json
+    """
+}

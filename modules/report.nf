@@ -1,0 +1,38 @@
+// REPORT: the self-contained HTML report, built from a results folder laid out as DESIGN §5.
+// The folder is assembled in the task directory from the staged inputs; `probe_targets`
+// lists the [dataset_key, model_id] of each staged probe file, in the same order.
+process REPORT {
+    label 'cpu_small'
+    cache 'deep'
+    publishDir "${params.outdir}", mode: 'copy', overwrite: true
+
+    input:
+    path similarities, stageAs: 'results/similarities/*'
+    path subsets, stageAs: 'results/subsets/*'
+    path consistency, stageAs: 'results/consistency'
+    path performance, stageAs: 'results/performance/*'
+    val probe_targets
+    path probes, stageAs: 'probes_in/?/*'
+    path models
+    path dataset_info
+
+    output:
+    path 'report', emit: report
+
+    script:
+    def links = [probe_targets, probes instanceof List ? probes : [probes]].transpose()
+        .collect { target, file ->
+            "mkdir -p results/probes/${target[0]} && ln -s \"\$PWD/${file}\" 'results/probes/${target[0]}/${target[1]}.json'"
+        }.join('\n    ')
+    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    """
+    ${links}
+    pysim-report --results-dir results --out-dir report --models ${models} ${info}
+    """
+
+    stub:
+    """
+    mkdir -p report/figures
+    echo '<html></html>' > report/index.html
+    """
+}

@@ -1,0 +1,26 @@
+// SIM_VS_PERF: correlation between a model pair's similarity and its probe accuracy gap.
+// Probe files of different datasets share names, so each is staged in its own folder.
+process SIM_VS_PERF {
+    label 'cpu_small'
+    cache 'deep'
+    publishDir "${params.outdir}/performance", mode: 'copy', overwrite: true
+
+    input:
+    path similarities, stageAs: 'similarities/*'
+    path probes, stageAs: 'probes/?/*'
+
+    output:
+    path 'similarity_vs_gap.csv', emit: table
+
+    script:
+    def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
+    def probe_args = probes.collect { "--probes ${it}" }.join(' ')
+    """
+    pysim-sim-vs-perf ${sim_args} ${probe_args} --out similarity_vs_gap.csv
+    """
+
+    stub:
+    """
+    touch similarity_vs_gap.csv
+    """
+}
