@@ -1,0 +1,32 @@
+# Apptainer images (containers/*.def) and their end-to-end check. Included by the Makefile.
+#   make containers                 build containers/pysim-{cpu,gpu}.sif (gpu needs a registry)
+#   make containers CONTAINERS=cpu  only the CPU image (Debian + PyPI, no registry needed)
+#   make test-containers            build the CPU image, run the test workflow in it and compare
+#                                   with a run without containers (slow: not part of `make test`)
+# Without apptainer on the PATH, a private one is provisioned (as root) by scripts/apptainer-root.sh.
+CONTAINERS ?= cpu gpu
+APPTAINER ?= $(shell command -v apptainer 2>/dev/null)
+ifeq ($(APPTAINER),)
+APPTAINER := $(ROOT)/scripts/apptainer
+APPTAINER_SETUP := $(ROOT)/scripts/apptainer-root.sh provision
+APPTAINER_BUILD_FLAGS ?= --fakeroot
+else
+APPTAINER_SETUP := true
+APPTAINER_BUILD_FLAGS ?= $(if $(filter 0,$(shell id -u)),,--fakeroot)
+endif
+
+.PHONY: containers test-containers setup-apptainer
+
+containers: $(foreach c,$(CONTAINERS),containers/pysim-$(c).sif)
+
+setup-apptainer:
+	@$(APPTAINER_SETUP)
+
+containers/pysim-%.sif: containers/pysim-%.def containers/constraints.txt pyproject.toml
+	@$(APPTAINER_SETUP)
+	rm -f $@.partial
+	nice $(APPTAINER) build $(APPTAINER_BUILD_FLAGS) $@.partial $<
+	mv $@.partial $@
+
+test-containers: setup
+	APPTAINER="$(APPTAINER)" APPTAINER_SETUP="$(APPTAINER_SETUP)" scripts/test-containers.sh

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# End-to-end check of the CPU image (slow, run by hand: `make test-containers`): build it if
+# missing, check it, run the test workflow with and without Apptainer and require the similarity
+# files (and subsets) to agree within 1e-6. Prints build time, image size and run times.
+# Without apptainer on the PATH, uses the private root of scripts/apptainer-root.sh (as root).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export PATH="$root/.venv/bin:$root/.tools/bin:$PATH"
+image="$root/containers/pysim-cpu.sif"
+out="${PYSIM_CONTAINER_TEST_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pysim-container-test.XXXXXX")}"
+mkdir -p "$out"
+userns=false
+if ! command -v apptainer >/dev/null 2>&1; then
+    scripts/apptainer-root.sh provision
+    export PATH="$root/scripts:$PATH"          # the wrapper that enters the private root
+    export PYSIM_APPTAINER_BINDS="$root:$out"
+    userns=true                                # no setuid apptainer there: user namespaces
+fi
+ns_flag=""; [ "$userns" = true ] && ns_flag="--userns"
+log() { echo "test-containers: $*" >&2; }
+now() { date +%s; }
+
+if [ ! -f "$image" ]; then
+    log "building $image"
+    t=$(now); make --no-print-directory containers CONTAINERS=cpu; build_s=$(( $(now) - t ))
+    log "build time: ${build_s} s"
+fi
+log "image size: $(du -h "$image" | cut -f1) ($image)"
+
+log "image self-test (%test) and imports"
+apptainer test $ns_flag "$image"
+apptainer exec $ns_flag "$image" python -c \
+    'import torch, torchvision, timm, open_clip, pysim; print("torch", torch.__version__, "timm", timm.__version__, "open_clip", open_clip.__version__)'
+
+run_workflow() {  # name, extra args...
+    local name="$1"; shift
+    local t; t=$(now)
+    (cd "$out" && nextflow -q run "$root/main.nf" -profile "$@" --outdir "$out/$name" \
+        -w "$out/work-$name" > "$out/$name.log" 2>&1) \
+        || { log "$name run failed; log: $out/$name.log"; tail -30 "$out/$name.log" >&2; exit 1; }
+    log "$name run: $(( $(now) - t )) s"
+}
+run_workflow host test
+run_workflow apptainer test,apptainer --apptainer_userns "$userns"
+
+log "comparing $out/host with $out/apptainer"
+python - "$out/host" "$out/apptainer" <<'PY'
+"""Similarity matrices and subsets of the two runs must agree (1e-6 absolute, same ids)."""
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+host, cont = Path(sys.argv[1]), Path(sys.argv[2])
+sims = sorted(p.name for p in (host / "similarities").glob("*.h5"))
+assert sims, "no similarity files in the host run"
+assert sims == sorted(p.name for p in (cont / "similarities").glob("*.h5")), "file sets differ"
+worst = 0.0
+for name in sims:
+    with h5py.File(host / "similarities" / name) as a, h5py.File(cont / "similarities" / name) as b:
+        assert list(a.attrs["model_ids"]) == list(b.attrs["model_ids"]), f"{name}: model ids"
+        assert sorted(a.keys()) == sorted(b.keys()), f"{name}: metric sets differ"
+        for metric in a:
+            x, y = a[metric][()], b[metric][()]
+            assert x.shape == y.shape and np.isfinite(x).all() == np.isfinite(y).all()
+            diff = float(np.nanmax(np.abs(x - y))) if x.size else 0.0
+            worst = max(worst, diff)
+            print(f"  {name} {metric}: max |diff| = {diff:.3g}")
+for p in sorted((host / "subsets").glob("*.json")):
+    assert json.loads(p.read_text()) == json.loads((cont / "subsets" / p.name).read_text()), p.name
+print(f"{len(sims)} similarity files, max |diff| = {worst:.3g}")
+sys.exit(0 if worst <= 1e-6 else 1)
+PY
+log "OK (outputs in $out)"
+rm -rf "$out/work-host" "$out/work-apptainer"
