@@ -36,6 +36,7 @@ class ExtractOptions:
     offline: bool | None = None
     strict: bool = False
     progress: bool = True
+    threads: int | None = None  # torch intra-op threads on the CPU (None: torch's default)
 
 
 def model_entry(models_file: str | os.PathLike, model_id: str) -> ModelEntry:
@@ -106,6 +107,8 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
     import torch
 
     opts = opts or ExtractOptions()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     if opts.precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.batch_size < 1 or opts.num_workers < 0:

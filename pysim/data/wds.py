@@ -183,6 +183,12 @@ def _collate(batch):
     return images, labels, positions, bad
 
 
+def _worker_init(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # workers decode; intra-op threads would fight the forward pass
+
+
 def build_loader(reader: SplitReader, batch_size: int, num_workers: int,
                  pin_memory: bool = False):
     """DataLoader over a split in sample order; decoding happens in the workers."""
@@ -190,4 +196,5 @@ def build_loader(reader: SplitReader, batch_size: int, num_workers: int,
 
     return DataLoader(reader, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                       collate_fn=_collate, pin_memory=pin_memory,
+                      worker_init_fn=_worker_init if num_workers else None,
                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
