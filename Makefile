@@ -33,5 +33,7 @@ test: setup setup-test-system
 lint: setup-python
 	ruff check pysim bin tests benchmarks
 
+include mk/containers.mk
+
 clean:
 	rm -rf work .nextflow .nextflow.log* $(DEMO_OUT) .pytest_cache .ruff_cache
