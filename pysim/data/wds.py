@@ -89,6 +89,16 @@ def _index_shard(path: Path, shard_no: int, index: ShardIndex, strict: bool) -> 
         log.warning("shard %s: unreadable after %d samples (%s); the rest is skipped",
                     path, len(order), exc)
         index.skipped.append(f"{path}: truncated shard")
+    size = path.stat().st_size
+    cut = [k for k in order if any(m.offset_data + m.size > size for m in samples[k].values())]
+    if order and not cut and not _has_end_marker(path, samples, size):
+        cut = [order[-1]]  # cut at a member boundary: the last sample may lack members
+    if cut:  # tarfile stops silently at a truncated header; catch data running past the end
+        if strict:
+            raise InputError(f"shard {path}: unreadable tar (truncated in sample '{cut[0]}')")
+        log.warning("shard %s: truncated; %d incomplete samples skipped", path, len(cut))
+        index.skipped.extend(f"{path}:{k}: truncated" for k in cut)
+        order = [k for k in order if k not in cut]
     if not order:
         raise InputError(f"shard {path}: holds no samples")
     with open(path, "rb") as fh:
@@ -117,6 +127,17 @@ def _index_shard(path: Path, shard_no: int, index: ShardIndex, strict: bool) -> 
             index.shards.append(shard_no)
             index.image.append((image.offset_data, image.size))
             index.label.append(label)
+
+
+def _has_end_marker(path: Path, samples: dict, size: int) -> bool:
+    """A complete tar ends with two zero blocks after the last member's data."""
+    end = max(m.offset_data + -(-m.size // 512) * 512 for ms in samples.values()
+              for m in ms.values())
+    if size - end < 1024:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(end)
+        return fh.read(1024) == bytes(1024)
 
 
 def index_split(sdir: str | Path, strict: bool = False) -> ShardIndex:
