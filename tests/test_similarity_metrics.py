@@ -23,8 +23,9 @@ ALL_METRICS = [
       for r in ("correlation", "cosine", "euclidean") for c in ("pearson", "spearman")],
     MetricSpec("mutual_knn", k=5),
 ]
-# small blocks that divide nothing: 157 rows in blocks of 37, float64 chunks of 23 rows
-SMALL_PLAN = MemoryPlan(chunk=23, block=37, cache_grams=False, rank_group=1)
+# small blocks that divide nothing: 157 rows in blocks of 37, float64 chunks of 23 rows,
+# Spearman ranks spilled to files and multiplied 1000 entries at a time
+SMALL_PLAN = MemoryPlan(chunk=23, block=37, cache_grams=False, spill_ranks=True, columns=1000)
 
 
 @pytest.fixture(autouse=True)

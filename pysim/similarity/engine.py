@@ -8,8 +8,10 @@ of all models are stacked and multiplied into m x m float64 inner products.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +36,8 @@ class MemoryPlan:
     chunk: int          # rows per float64 chunk inside pass 1
     block: int          # rows per stacked block in pass 2
     cache_grams: bool   # keep every model's Gram matrix for pass 2
-    rank_group: int     # Spearman rank vectors held at once (>= m: each ranked once)
+    spill_ranks: bool   # Spearman rank vectors go to temporary files instead of memory
+    columns: int = 1 << 22  # rank entries per chunk when multiplying rank vectors
 
 
 def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
@@ -43,24 +46,25 @@ def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
     pairs = n * (n - 1) // 2
     gram = 4 * n * n
     chunk = int(np.clip(budget // 10 // (n * 8 * 8), 1, n))
-    pass1 = gram + chunk * n * 64 + (48 * pairs if n_spearman else 0) \
+    pass1 = gram + chunk * n * 64 + (28 * pairs if n_spearman else 0) \
         + (16 * pairs if median else 0)
     row_bytes = n * (8 * m * n_stacked + 64)
     min_pass2 = min(n, 16) * row_bytes if n_stacked else 0
-    if budget < pass1 + 4 * pairs * n_spearman + min_pass2:
-        need = (pass1 + 4 * pairs * n_spearman + min_pass2) / 2**20
+    if budget < pass1 + min_pass2 + 1024 * m * 12:
+        need = (pass1 + min_pass2 + 1024 * m * 12) / 2**20
         raise InputError(f"--max-memory is too small for {n} samples and {m} models: the "
                          f"engine needs at least {need:.0f} MiB beyond what is already in use "
                          f"({budget / 2**20:.0f} MiB available)")
     rank_all = 4 * pairs * m * n_spearman
-    group = m if pass1 + rank_all <= budget else \
-        max(1, (budget - pass1) // (4 * pairs * max(1, n_spearman)) - 1)
+    spill = pass1 + rank_all > budget
+    columns = int(np.clip((budget - (0 if spill else rank_all)) // 4 // (m * 12), 1024, 1 << 24))
     cache = m * gram
-    held = rank_all if group >= m else 0
-    cache_grams = pass1 + cache + held <= budget and cache + min_pass2 <= budget // 2
+    cache_grams = pass1 + cache + (0 if spill else rank_all) <= budget \
+        and cache + min_pass2 <= budget // 2
     left = budget - (cache if cache_grams else 0)
     block = int(np.clip(left // row_bytes, 1, n)) if n_stacked else n
-    return MemoryPlan(chunk=chunk, block=block, cache_grams=cache_grams, rank_group=int(group))
+    return MemoryPlan(chunk=chunk, block=block, cache_grams=cache_grams, spill_ranks=spill,
+                      columns=columns)
 
 
 def _normalised_products(acc: torch.Tensor) -> np.ndarray:
@@ -106,9 +110,10 @@ class _Engine:
         return x @ x.T if rows is None else x[rows] @ x.T
 
     def run(self) -> dict[str, np.ndarray]:
-        ranks = self.pass1()
-        out = {s.id: self.spearman_products(s, ranks.get(s.id)) for s in self.spearman}
-        del ranks
+        with tempfile.TemporaryDirectory(prefix="pysim-ranks-") as spill_dir:
+            ranks = self.pass1(Path(spill_dir))
+            out = {s.id: self.spearman_products(ranks[s.id]) for s in self.spearman}
+            del ranks
         out.update(self.pass2())
         for metric_id, bad in self.bad.items():
             for a in bad:
@@ -116,10 +121,9 @@ class _Engine:
                 out[metric_id][:, a] = np.nan
         return out
 
-    def pass1(self) -> dict[str, list[torch.Tensor]]:
-        keep_ranks = self.plan.rank_group >= self.m
-        ranks: dict[str, list[torch.Tensor]] = {s.id: [] for s in self.spearman} \
-            if keep_ranks else {}
+    def pass1(self, spill_dir: Path) -> dict[str, list]:
+        """Per model: Gram matrix, statistics of every metric, Spearman rank vectors."""
+        ranks: dict[str, list] = {s.id: [] for s in self.spearman}
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
             x = self.xs[a]
             g = x @ x.T
@@ -130,36 +134,43 @@ class _Engine:
                 if reason:
                     self.bad[metric_id].add(a)
                     self.reasons[(metric_id, a)] = reason
-            for spec in self.spearman if keep_ranks else ():
-                ranks[spec.id].append(self._ranks(spec, a, g))
+            for k, spec in enumerate(self.spearman):
+                r = self._ranks(spec, a, g)
+                if self.plan.spill_ranks:
+                    path = spill_dir / f"{k}_{a}.int32"
+                    r.cpu().numpy().tofile(path)
+                    r = path
+                ranks[spec.id].append(r)
+                del r
             if self.plan.cache_grams:
                 self.grams.append(g)
             del g
         return ranks
 
-    def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor | None = None) -> torch.Tensor:
+    def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor) -> torch.Tensor:
         reason = rdm_invalid(spec.rsa_method, self.infos[a])
         if reason:
             self.bad[spec.id].add(a)
             self.reasons[(spec.id, a)] = reason
             return torch.zeros(self.n * (self.n - 1) // 2, dtype=torch.int32, device=self.device)
-        return spearman_ranks(spec, self.gram(a) if g is None else g, self.infos[a],
-                              self.plan.chunk)
+        return spearman_ranks(spec, g, self.infos[a], self.plan.chunk)
 
-    def spearman_products(self, spec: MetricSpec, ranks: list[torch.Tensor] | None) -> np.ndarray:
-        """Inner products of the rank vectors of all models (in groups if they do not fit)."""
-        m, group = self.m, self.plan.rank_group
-        acc = torch.zeros(m, m, dtype=torch.float64, device=self.device)
-        if ranks is not None:
-            _accumulate_ranks(acc, torch.stack(ranks), slice(0, m), None)
-            return _normalised_products(acc)
-        for start in tqdm(range(0, m, group), desc=f"{spec.id} (grouped)",
-                          disable=not self.progress):
-            idx = slice(start, min(m, start + group))
-            held = torch.stack([self._ranks(spec, a) for a in range(idx.start, idx.stop)])
-            _accumulate_ranks(acc, held, idx, None)
-            for b in range(idx.stop, m):
-                _accumulate_ranks(acc, held, idx, (b, self._ranks(spec, b)))
+    def spearman_products(self, ranks: list) -> np.ndarray:
+        """Inner products of all models' rank vectors, over column chunks, in float64."""
+        count = self.n * (self.n - 1) // 2
+        acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
+        step = self.plan.columns
+        for start in range(0, count, step):
+            width = min(step, count - start)
+            if self.plan.spill_ranks:
+                part = torch.from_numpy(np.stack([
+                    np.fromfile(p, dtype=np.int32, count=width, offset=4 * start)
+                    for p in ranks])).to(self.device)
+            else:
+                part = torch.stack([r[start:start + width] for r in ranks])
+            part = part.double()
+            acc += part @ part.T
+            del part
         return _normalised_products(acc)
 
     def pass2(self) -> dict[str, np.ndarray]:
@@ -185,21 +196,6 @@ class _Engine:
                 acc[metric_id] += flat @ flat.T
             del bufs
         return {k: _normalised_products(v) for k, v in acc.items()}
-
-
-def _accumulate_ranks(acc: torch.Tensor, held: torch.Tensor, idx: slice,
-                      other: tuple[int, torch.Tensor] | None, chunk: int = 1 << 22) -> None:
-    """Add rank inner products (float64, over column chunks) into acc[idx, idx] or acc[idx, b]."""
-    count = held.shape[1]
-    for start in range(0, count, chunk):
-        part = held[:, start:start + chunk].double()
-        if other is None:
-            acc[idx, idx] += part @ part.T
-        else:
-            b, vec = other
-            prod = part @ vec[start:start + chunk].double()
-            acc[idx, b] += prod
-            acc[b, idx] += prod
 
 
 def _stacked_metric(spec: MetricSpec, n: int):

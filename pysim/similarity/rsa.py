@@ -64,42 +64,77 @@ class RSAPearsonMetric:
         return r
 
 
-def upper_ranks(values: torch.Tensor) -> torch.Tensor:
-    """Centred doubled average ranks (2 rank - (N + 1), ties averaged) of non-negative values.
+def _sort_keys(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo, chunk: int) -> torch.Tensor:
+    """int64 keys (float32 RDM value bits << 32 | position) of the strict upper triangle.
 
-    Values are rounded to float32 and packed with their index into one int64 sort key, so a
-    plain (fast, deterministic) sort gives the order; returns int32, exact.
+    RDM values are non-negative, so their float32 bit patterns sort like the values; packing
+    the position into the low bits makes a plain sort an argsort.
     """
-    count = values.numel()
-    bits = (values.float().clamp_min(0.0) + 0.0).view(torch.int32).to(torch.int64)
-    keys = (bits << 32) | torch.arange(count, device=values.device, dtype=torch.int64)
-    del bits
-    if keys.device.type == "cpu":
-        keys = torch.from_numpy(np.sort(keys.numpy()))
-    else:
-        keys = torch.sort(keys).values
-    order = keys & 0xFFFFFFFF
+    n = gram.shape[0]
+    keys = torch.empty(n * (n - 1) // 2, dtype=torch.int64, device=gram.device)
+    offset = 0
+    for rows in row_blocks(n, chunk):
+        r = rdm_rows(spec.rsa_method, rows, gram[rows].double(), info, squared_euclidean=True)
+        values = r[upper_mask(rows, n, gram.device)].float().clamp_min_(0.0).add_(0.0)
+        del r
+        part = keys[offset:offset + values.numel()]
+        part.copy_(values.view(torch.int32))
+        part <<= 32
+        part += torch.arange(offset, offset + values.numel(), device=gram.device)
+        offset += values.numel()
+    return keys
+
+
+def _ranks_from_sorted_numpy(keys: np.ndarray) -> np.ndarray:
+    """Centred doubled average ranks from sorted keys (numpy, in place where possible)."""
+    count = len(keys)
+    order = (keys & 0xFFFFFFFF).astype(np.int32)
     keys >>= 32
-    new = torch.ones(count, dtype=torch.bool, device=keys.device)
-    new[1:] = keys[1:] != keys[:-1]
+    values = keys.astype(np.int32)
     del keys
-    starts = torch.nonzero(new).flatten()
-    ends = torch.empty_like(starts)
-    ends[:-1] = starts[1:]
-    ends[-1] = count
-    group = torch.cumsum(new, 0) - 1
+    positions = np.arange(count, dtype=np.int32)
+    new = np.empty(count, dtype=bool)
+    new[0] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    del values
+    start = np.maximum.accumulate(np.where(new, positions, 0))
+    last = np.empty(count, dtype=bool)
+    last[-1] = True
+    last[:-1] = new[1:]
     del new
-    ranks = torch.empty(count, dtype=torch.int32, device=values.device)
-    ranks[order] = (starts + ends - count)[group].to(torch.int32)
+    end = np.minimum.accumulate(np.where(last, positions, count)[::-1])[::-1]
+    del last, positions
+    start += end  # first + last position of each tie group
+    start -= count - 1  # = 2 * average 1-based rank - (N + 1)
+    ranks = np.empty(count, dtype=np.int32)
+    ranks[order] = start
+    return ranks
+
+
+def _ranks_from_sorted_torch(keys: torch.Tensor) -> torch.Tensor:
+    """The same for a tensor on any device."""
+    count = keys.numel()
+    order = (keys & 0xFFFFFFFF).long()
+    values = keys >> 32
+    positions = torch.arange(count, device=keys.device)
+    new = torch.ones(count, dtype=torch.bool, device=keys.device)
+    new[1:] = values[1:] != values[:-1]
+    start = torch.cummax(torch.where(new, positions, 0), 0).values
+    last = torch.ones_like(new)
+    last[:-1] = new[1:]
+    end = torch.where(last, positions, count).flip(0).cummin(0).values.flip(0)
+    ranks = torch.empty(count, dtype=torch.int32, device=keys.device)
+    ranks[order] = (start + end - (count - 1)).to(torch.int32)
     return ranks
 
 
 def spearman_ranks(spec: MetricSpec, gram: torch.Tensor, info: ModelInfo,
                    chunk: int) -> torch.Tensor:
-    """Rank vector (see upper_ranks) of the strict upper triangle of one model's RDM."""
-    n = gram.shape[0]
-    parts = []
-    for rows in row_blocks(n, chunk):
-        r = rdm_rows(spec.rsa_method, rows, gram[rows].double(), info, squared_euclidean=True)
-        parts.append(r[upper_mask(rows, n, gram.device)].float())
-    return upper_ranks(torch.cat(parts))
+    """Centred doubled average ranks (2 rank - (N + 1), ties averaged; int32, exact) of the
+    strict upper triangle of one model's RDM, taken at float32 resolution."""
+    keys = _sort_keys(gram, spec, info, chunk)
+    if keys.device.type == "cpu":
+        array = keys.numpy()
+        array.sort()  # in place; numpy's int64 sort is fast and deterministic
+        return torch.from_numpy(_ranks_from_sorted_numpy(array))
+    return _ranks_from_sorted_torch(torch.sort(keys).values)
