@@ -57,19 +57,23 @@ class FeatureExtractor:
         self.num_prefix_tokens = num_prefix_tokens
         self.provenance = provenance or {}
         self._output = None
+        self._active = False  # the hook acts only inside module_output(); plain forwards run
         self.module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
-        self._output = output
-        raise _StopForward
+        if self._active:
+            self._output = output
+            raise _StopForward
 
     def module_output(self, images: torch.Tensor) -> Any:
         """The raw output of the named module for a batch (forward stops right after it)."""
-        self._output = None
+        self._output, self._active = None, True
         try:
             self.forward(images)
         except _StopForward:
             pass
+        finally:
+            self._active = False
         if self._output is None:
             raise InputError(f"module '{self.module_name}' was not called in the forward pass")
         out, self._output = self._output, None
