@@ -1,0 +1,1 @@
+"""The HTML report: figures (matplotlib, headless) and one self-contained index.html."""

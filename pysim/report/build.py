@@ -1,0 +1,218 @@
+"""Build report/index.html and report/figures/ from a pipeline output directory; every section
+copes with its inputs being absent and says so on the page."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pysim import __version__
+from pysim.analysis.consistency import consistency_matrix
+from pysim.analysis.domains import dataset_field
+from pysim.analysis.sim_vs_perf import correlate, gap_pairs
+from pysim.config import CATEGORY_COLUMNS, dataset_key
+from pysim.io import atomic_path
+from pysim.report import figures as fg
+from pysim.report import html as h
+from pysim.report.results import Results, collect
+
+
+class Report:
+    """Collects the sections and figures of one report while it is being built."""
+
+    def __init__(self, res: Results, out_dir: Path):
+        self.res, self.out_dir = res, out_dir
+        self.fig_dir = out_dir / "figures"
+        self.written: list[Path] = []
+        info = res.dataset_info
+        self.names = {ds: dataset_field(info, ds, "name", ds) for ds in res.datasets}
+        self.domains = {ds: dataset_field(info, ds, "domain", "") for ds in res.datasets}
+        models = res.models or {}
+        self.objectives = {m: e.categories.get("objective", fg.UNKNOWN) for m, e in models.items()}
+
+    def fig(self, path: Path | None, caption: str) -> str:
+        if path is None:
+            return ""
+        self.written.append(path)
+        return h.figure(f"figures/{path.name}", caption)
+
+    def missing(self, *keys: str) -> str:
+        return "".join(h.note(self.res.missing[k]) for k in keys if k in self.res.missing)
+
+    # --- sections ---------------------------------------------------------------------
+
+    def models_section(self) -> str:
+        res = self.res
+        accs = pd.DataFrame([(m, ds, a) for ds, d in res.probes.items() for m, a in d.items()],
+                            columns=["model_id", "dataset", "acc"])
+        mean_acc = accs.groupby("model_id")["acc"].mean()
+        if res.models:
+            rows = [{"model_id": m, "model_name": e.model_name, "source": e.source,
+                     **{c: e.categories.get(c, "") for c in CATEGORY_COLUMNS}}
+                    for m, e in res.models.items()]
+        else:
+            ids = sorted({m for s in res.similarities for m in s.model_ids})
+            rows = [{"model_id": m} for m in ids]
+        frame = pd.DataFrame(rows)
+        if not frame.empty:
+            frame["mean test_acc1"] = frame["model_id"].map(mean_acc)
+        return self.missing("models") + h.table(frame)
+
+    def datasets_section(self) -> str:
+        res = self.res
+        rows = []
+        for sims in sorted(res.similarities, key=lambda s: s.dataset):
+            probes = res.probes.get(dataset_key(sims.dataset), {})
+            n_samples = sorted({a.get("n_samples") for a in sims.metric_attrs.values()
+                                if a.get("n_samples") is not None})
+            rows.append({"dataset": sims.dataset, "name": self.names[sims.dataset],
+                         "domain": self.domains[sims.dataset], "models": len(sims.model_ids),
+                         "metrics": len(sims.matrices),
+                         "n_samples": ", ".join(map(str, n_samples)), "probes": len(probes),
+                         "mean test_acc1": np.mean(list(probes.values())) if probes else np.nan})
+        return self.missing("similarities") + h.table(pd.DataFrame(rows))
+
+    def heatmap_section(self) -> str:
+        parts = [self.missing("similarities")]
+        if self.res.models is None:
+            parts.append(h.para("Models are coloured grey: no model table, objectives unknown."))
+        for metric in self.res.metrics:
+            items = []
+            for sims in sorted(self.res.similarities, key=lambda s: s.dataset):
+                if metric not in sims.matrices:
+                    continue
+                title = f"{self.names[sims.dataset]} - {metric}"
+                path = fg.similarity_heatmap(sims.matrices[metric], sims.model_ids,
+                                             self.objectives, title,
+                                             self.fig_dir / fg.safe_name("sim", sims.dataset,
+                                                                         metric))
+                items.append(self.fig(path, title))
+            if items:
+                parts.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
+        return "".join(parts)
+
+    def consistency_section(self) -> str:
+        table = self.res.consistency
+        if table is None:
+            return self.missing("consistency")
+        if table.empty:
+            return h.note("the consistency table is empty (fewer than two datasets?)")
+        parts = [h.para("Pearson r between the upper triangles of two datasets' similarity "
+                        "matrices (all model pairs); Mantel p from joint row/column "
+                        "permutations of model labels, 95% bootstrap interval over models.")]
+        for metric in sorted(table["metric"].unique()):
+            wide = self.res.matrices.get(metric)
+            if wide is None:
+                datasets = sorted(set(table["dataset_1"]) | set(table["dataset_2"]))
+                wide = consistency_matrix(table, metric, datasets)
+            path = fg.consistency_heatmap(wide, self.names, f"consistency - {metric}",
+                                          self.fig_dir / fg.safe_name("consistency", metric))
+            dist = fg.category_distributions(table[table["metric"] == metric],
+                                             f"consistency per category pair - {metric}",
+                                             self.fig_dir / fg.safe_name("categories", metric))
+            parts.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(
+                [self.fig(path, f"dataset x dataset consistency, {metric}"),
+                 self.fig(dist, f"consistency per category pair, {metric}")]))
+        summary = (table.groupby(["metric", "category", "group_1", "group_2"], sort=True)
+                   .agg(dataset_pairs=("pearson_r", "size"), n_pairs=("n_pairs", "first"),
+                        mean_pearson_r=("pearson_r", "mean"), sd=("pearson_r", "std"),
+                        mean_spearman_r=("spearman_r", "mean"),
+                        share_mantel_p_below_005=("mantel_p", lambda p: (p < 0.05).mean()))
+                   .reset_index())
+        parts.append("<h3>Summary per category pair</h3>" + h.table(summary))
+        if self.res.domains is not None and not self.res.domains.empty:
+            dom = self.res.domains[self.res.domains["category"] == "all"]
+            parts.append("<h3>By dataset-domain pair (all model pairs)</h3>" + h.table(
+                dom.drop(columns=["category", "group_1", "group_2"])))
+        if self.res.clusters_ari is not None and not self.res.clusters_ari.empty:
+            ari = self.res.clusters_ari.groupby("metric")["ari"].agg(["mean", "min", "max"])
+            parts.append("<h3>Agreement of model clusters between datasets (ARI)</h3>"
+                         + h.table(ari.reset_index()))
+        return "".join(parts)
+
+    def gap_section(self) -> str:
+        res = self.res
+        parts = [self.missing("probes", "performance")]
+        if res.probes and res.similarities:
+            for metric in res.metrics:
+                panels = []
+                for sims in sorted(res.similarities, key=lambda s: s.dataset):
+                    accs = res.probes.get(dataset_key(sims.dataset))
+                    if accs and metric in sims.matrices:
+                        pairs = gap_pairs(sims.matrices[metric], sims.model_ids, accs)
+                        panels.append((self.names[sims.dataset], pairs, correlate(pairs)[0]))
+                path = fg.gap_scatter(panels, f"similarity vs. accuracy gap - {metric}",
+                                      self.fig_dir / fg.safe_name("gap", metric))
+                parts.append(h.figures([self.fig(path, f"similarity vs. gap, {metric}")]))
+        if res.sim_vs_gap is not None:
+            parts.append(h.table(res.sim_vs_gap))
+        return "".join(parts)
+
+    def summary_section(self, seconds: float) -> str:
+        res = self.res
+        inputs = [*res.similarity_paths, *res.probe_paths]
+        mtimes = [p.stat().st_mtime for p in inputs]
+        rows = [("results directory", str(res.root.resolve())),
+                ("model table", str(res.models_path or "-")),
+                ("dataset info", str(res.dataset_info_path or "-")),
+                ("datasets", str(len(res.datasets))), ("metrics", ", ".join(res.metrics)),
+                ("similarity files", str(len(res.similarity_paths))),
+                ("probe files", str(len(res.probe_paths))),
+                ("inputs written", f"{stamp(min(mtimes))} .. {stamp(max(mtimes))}"
+                 if mtimes else "-"),
+                ("report generated", stamp(time.time())),
+                ("report build time", f"{seconds:.1f} s"),
+                ("versions", versions())]
+        body = h.table(pd.DataFrame(rows, columns=["item", "value"]))
+        links = [f'<a href="{h.escape(os.path.relpath(p, self.out_dir))}">{h.escape(p.name)}</a>'
+                 for p in res.pipeline_info]
+        if links:
+            body += "<p>Nextflow reports: " + " ".join(links) + "</p>"
+        return body
+
+
+def stamp(seconds: float) -> str:
+    """A POSIX time as readable UTC."""
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def versions() -> str:
+    """Versions of Python and the libraries behind the numbers."""
+    import h5py
+    import matplotlib
+    import scipy
+
+    return (f"pysim {__version__}, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"scipy {scipy.__version__}, pandas {pd.__version__}, h5py {h5py.__version__}, "
+            f"matplotlib {matplotlib.__version__}")
+
+
+def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                 models_path: str | os.PathLike | None = None,
+                 dataset_info_path: str | os.PathLike | None = None) -> Path:
+    """Write out_dir/index.html and out_dir/figures/*.png; returns the page's path."""
+    start = time.time()
+    res = collect(results_dir, models_path, dataset_info_path)
+    out_dir = Path(out_dir)
+    report = Report(res, out_dir)
+    sections = [("models", "Models", report.models_section()),
+                ("datasets", "Datasets", report.datasets_section()),
+                ("similarity", "Similarity matrices", report.heatmap_section()),
+                ("consistency", "Consistency across datasets", report.consistency_section()),
+                ("gap", "Similarity vs. accuracy gap", report.gap_section())]
+    sections.insert(0, ("summary", "Run summary", report.summary_section(time.time() - start)))
+    page = h.page("Consistency of representational similarity across datasets", sections)
+    index = out_dir / "index.html"
+    with atomic_path(index) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    keep = {p.name for p in report.written}
+    for stale in report.fig_dir.glob("*.png"):
+        if stale.name not in keep:
+            stale.unlink()
+    return index
