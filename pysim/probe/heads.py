@@ -66,53 +66,59 @@ def train_heads(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, seeds
 
     x: (n, d) features, y: (n,) labels, train_idx: (S, n_train) row indices per seed (equal
     sizes), lrs/wds: base learning rate and decoupled weight decay of each of G candidates.
+    Per-candidate learning rates ride on torch's fused (one-pass) AdamW by training
+    theta = W / alpha with alpha = lr / max(lrs): Adam's step is invariant to the gradient's
+    scale, so W moves by lr * m/(sqrt(v) + eps * max(lrs) / lr) -- AdamW exactly for the
+    largest lr, an eps relatively larger (still tiny) for the others.
     """
     n_seeds, n_train = train_idx.shape
     device, n_cand = x.device, len(lrs)
-    heads = init_heads(seeds, x.shape[1], n_classes, n_cand, str(device))
-    params = (heads.weight, heads.bias)
-    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-    base_lr = torch.tensor(lrs, dtype=torch.float32, device=device).repeat_interleave(n_classes)
-    wd = torch.tensor(wds, dtype=torch.float32, device=device).repeat_interleave(n_classes)
+    lr_max = max(lrs)
+    alpha = torch.tensor([lr / lr_max for lr in lrs], dtype=torch.float32,
+                         device=device).repeat_interleave(n_classes)
+    decay = torch.tensor([lr * wd for lr, wd in zip(lrs, wds, strict=True)],
+                         dtype=torch.float32, device=device).repeat_interleave(n_classes)
+    init = init_heads(seeds, x.shape[1], n_classes, n_cand, str(device))
+    theta, beta = init.weight.div_(alpha), init.bias.div_(alpha)
+    theta.grad, beta.grad = torch.empty_like(theta), torch.empty_like(beta)
+    optimizer = torch.optim.AdamW([theta, beta], lr=lr_max, betas=BETAS, eps=EPS,
+                                  weight_decay=0.0, fused=True)
     orders = batch_orders(seeds, n_train, epochs, str(device))
     steps_per_epoch = math.ceil(n_train / batch_size)
     total = epochs * steps_per_epoch
     seed_rows = torch.arange(n_seeds, device=device)[:, None]
     for step in range(total):
         epoch, start = divmod(step, steps_per_epoch)
-        pos = orders[:, epoch * n_train + start * batch_size:
-                     epoch * n_train + min((start + 1) * batch_size, n_train)]
-        rows = train_idx[seed_rows, pos]
+        offset = epoch * n_train + start * batch_size
+        rows = train_idx[seed_rows, orders[:, offset:min(offset + batch_size,
+                                                       (epoch + 1) * n_train)]]
         xb, yb = x[rows], y[rows]
-        grads = _gradients(heads, xb, yb, n_cand)
-        lr = base_lr * (0.5 * (1 + math.cos(math.pi * step / total)))
-        _adamw_step(params, grads, moments, lr, wd, step + 1)
+        _gradients(theta, beta, alpha, xb, yb, n_cand, n_classes)
+        factor = 0.5 * (1 + math.cos(math.pi * step / total))
+        theta.mul_(1 - factor * decay)  # AdamW's decoupled decay, W <- W (1 - lr_t wd)
+        beta.mul_(1 - factor * decay)
+        optimizer.param_groups[0]["lr"] = lr_max * factor
+        optimizer.step()
         if on_step is not None:
             on_step()
-    return heads
+    return Heads(theta.detach() * alpha, beta.detach() * alpha, n_classes)
 
 
-def _gradients(heads: Heads, xb: torch.Tensor, yb: torch.Tensor, n_cand: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradient of the mean cross-entropy of every head on the batch (S, b, d) / (S, b)."""
+def _gradients(theta: torch.Tensor, beta: torch.Tensor, alpha: torch.Tensor, xb: torch.Tensor,
+               yb: torch.Tensor, n_cand: int, n_classes: int) -> None:
+    """Store in theta.grad / beta.grad the gradient of every head's mean cross-entropy.
+
+    Logits are (xb @ theta + beta) * alpha for the batch xb (S, b, d) with labels yb (S, b).
+    """
     n_seeds, b, _ = xb.shape
-    logits = torch.baddbmm(heads.bias, xb, heads.weight)
-    grad = torch.softmax(logits.view(n_seeds, b, n_cand, heads.n_classes), dim=-1)
-    index = yb[:, :, None, None].expand(n_seeds, b, n_cand, 1)
-    grad.scatter_add_(-1, index, torch.full_like(index, -1, dtype=grad.dtype))
-    grad = grad.view(n_seeds, b, -1).div_(b)
-    return torch.bmm(xb.transpose(1, 2), grad), grad.sum(dim=1, keepdim=True)
-
-
-def _adamw_step(params, grads, moments, lr: torch.Tensor, wd: torch.Tensor, t: int) -> None:
-    """torch.optim.AdamW's update with a per-column learning rate and weight decay."""
-    bc1, bc2 = 1 - BETAS[0] ** t, 1 - BETAS[1] ** t
-    for p, g, (m, v) in zip(params, grads, moments, strict=True):
-        p.mul_(1 - lr * wd)
-        m.lerp_(g, 1 - BETAS[0])
-        v.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-        denom = (v.sqrt() / math.sqrt(bc2)).add_(EPS)
-        p.sub_(m.div(denom).mul_(lr / bc1))
+    with torch.no_grad():
+        logits = torch.baddbmm(beta, xb, theta).mul_(alpha)
+        grad = torch.softmax(logits.view(n_seeds, b, n_cand, n_classes), dim=-1)
+        index = yb[:, :, None, None].expand(n_seeds, b, n_cand, 1)
+        grad.scatter_add_(-1, index, torch.full_like(index, -1, dtype=grad.dtype))
+        grad = grad.view(n_seeds, b, -1).mul_(alpha / b)
+        torch.bmm(xb.transpose(1, 2), grad, out=theta.grad)
+        torch.sum(grad, dim=1, keepdim=True, out=beta.grad)
 
 
 @torch.no_grad()

@@ -3,6 +3,8 @@ validation hold-out (mean over seeds), then a refit on the whole train split, sc
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +22,9 @@ COARSE_STEP = 16
 REFINE_SPANS = (8, 4, 2, 1)
 # bytes of per-head state (weights, 2 moments, gradient, update) allowed at once
 HEAD_MEMORY = 1 << 30
+# below this many weights per stage, CPU ops are too small to gain from several threads (and
+# lose badly when the cores are shared, e.g. many probe tasks at once): use one thread
+SMALL_PROBLEM = 1 << 21
 
 
 @dataclass
@@ -40,6 +45,26 @@ def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
     Returns the probe record of DESIGN §5 (accuracies are means over seeds).
     """
     _check_settings(settings)
+    n_weights = (len(settings.seeds) * len(settings.lrs) * len(WD_GRID[::COARSE_STEP])
+                 * (data.x_train.shape[1] + 1) * data.n_classes)
+    with _threads(1 if device == "cpu" and n_weights < SMALL_PROBLEM else None):
+        return _run_probe(data, settings, device, progress)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run the block with n torch CPU threads (None: unchanged), then restore the setting."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: bool) -> dict:
+    """run_probe's body (settings already checked)."""
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device)
     y_tr = torch.from_numpy(data.y_train).to(device)
     splits = [stratified_split(data.y_train, settings.val_proportion, s) for s in settings.seeds]
