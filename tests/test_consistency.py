@@ -249,3 +249,28 @@ def test_cli_writes_every_table_and_rejects_bad_input(tmp_path):
                       tmp_path / "o3")
     assert_bad_input(unknown, "not in the model table", ids[1])
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_clusters_recover_planted_blocks_and_agree_across_datasets():
+    from sklearn.metrics import adjusted_rand_score
+
+    from pysim.analysis.clusters import cluster_agreement, cluster_table
+
+    rng = np.random.default_rng(6)
+    truth = np.repeat([0, 1, 2], 4)
+    ids = [f"m{i}" for i in range(12)]
+    layers = []
+    for _ in range(2):
+        mat = np.where(truth[:, None] == truth[None, :], 0.9, 0.1)
+        layers.append(np.clip(mat + 0.05 * symmetric(rng, 12), 0, 1))
+        np.fill_diagonal(layers[-1], 1.0)
+    layers.append(symmetric(rng, 12))  # no block structure at all
+    table = cluster_table(METRIC, ["a", "b", "c"], np.stack(layers), ids, 3, seed=0)
+    assert list(table.columns) == ["dataset", "metric", "model_id", "cluster"]
+    for dataset in ("a", "b"):
+        labels = table[table["dataset"] == dataset]["cluster"].to_numpy()
+        assert adjusted_rand_score(truth, labels) == 1.0
+    ari = cluster_agreement(table).set_index(["dataset_1", "dataset_2"])["ari"]
+    assert ari[("a", "b")] == 1.0 and ari[("a", "c")] < 0.5
+    again = cluster_table(METRIC, ["a", "b", "c"], np.stack(layers), ids, 3, seed=0)
+    assert table.equals(again)

@@ -34,7 +34,8 @@ def table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 def figure(src: str, caption: str) -> str:
     """An image (relative path) with its caption."""
-    return (f'<figure><img src="{escape(src)}" alt="{escape(caption)}" loading="lazy">'
+    return (f'<figure><a href="{escape(src)}"><img src="{escape(src)}" alt="{escape(caption)}" '
+            f'loading="lazy"></a>'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
 
 

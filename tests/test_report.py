@@ -1,0 +1,173 @@
+"""The HTML report: parses, every figure it references exists, copes with missing parts, and
+renders in a headless browser (when Chromium is installed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SEED, assert_bad_input, run_cli
+from pysim.analysis.run import compute_consistency, write_outputs
+from pysim.analysis.sim_vs_perf import load_probes, similarity_vs_gap
+from pysim.io import Similarities, read_similarities, write_csv, write_similarities
+from pysim.report.build import build_report
+
+CHROMIUM = Path("/usr/bin/chromium")
+METRICS = ("cka_kernel_linear_unbiased", "mutual_knn_k_10")
+DATASETS = ("wds/cars", "wds/fer2013", "wds/vtab/cifar10")  # in the seed dataset info
+OBJECTIVES = ("Supervised", "Self-Supervised", "Image-Text")
+
+
+class PageParser(HTMLParser):
+    """Collects image sources, link targets, section ids and the visible text."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.links, self.ids, self.text = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a":
+            self.links.append(attrs.get("href", ""))
+        if "id" in attrs:
+            self.ids.append(attrs["id"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(index: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(index.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def make_results(root: Path) -> Path:
+    """A pipeline output directory: 6 models x 3 datasets x 2 metrics, probes, tables."""
+    rng = np.random.default_rng(0)
+    ids = [f"model_{i}" for i in range(6)]
+    table = {m: {"model_name": m, "source": "timm", "module_name": "head",
+                 "objective": OBJECTIVES[k % 3], "architecture_class": "CNN" if k < 3 else "ViT",
+                 "dataset_class": "ImageNet1k", "size_class": "small"}
+             for k, m in enumerate(ids)}
+    models = root / "models.json"
+    root.mkdir(parents=True)
+    models.write_text(json.dumps(table))
+    for dataset in DATASETS:
+        key = dataset.replace("/", "_")
+        mats = {}
+        for metric in METRICS:
+            x = rng.uniform(size=(6, 6))
+            mats[metric] = (x + x.T) / 2
+            np.fill_diagonal(mats[metric], 1.0)
+        write_similarities(root / "similarities" / f"{key}.h5",
+                           Similarities(dataset, ids, mats, {k: {"n_samples": 64} for k in mats}))
+        for m in ids:
+            path = root / "probes" / key / f"{m}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"model_id": m, "dataset": dataset,
+                                        "test_acc1": float(rng.uniform(0.3, 0.9))}))
+    sims = sorted((root / "similarities").glob("*.h5"))
+    write_outputs(compute_consistency(sims, models, permutations=19, bootstrap=19,
+                                      num_clusters=2), root / "consistency")
+    probes = sorted((root / "probes").glob("*/*.json"))
+    write_csv(root / "performance" / "similarity_vs_gap.csv",
+              similarity_vs_gap([read_similarities(p) for p in sims], load_probes(probes)))
+    (root / "pipeline_info").mkdir()
+    (root / "pipeline_info" / "execution_report.html").write_text("<html></html>")
+    return models
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run") / "results"
+    models = make_results(root)
+    run_cli("pysim-report", "--results-dir", root, "--out-dir", root / "report",
+            "--models", models, "--dataset-info", SEED / "dataset_info.json", check=True)
+    return root, models
+
+
+def check_references(index: Path, page: PageParser) -> None:
+    """Every image and relative link of the page exists; images are non-empty PNGs."""
+    for src in page.images:
+        path = index.parent / src
+        assert not Path(src).is_absolute() and path.is_file(), src
+        data = path.read_bytes()
+        assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n", src
+    for href in page.links:
+        if not href.startswith("#"):
+            assert (index.parent / href).is_file(), href
+
+
+def test_report_parses_and_shows_every_part(full_report):
+    root, _ = full_report
+    index = root / "report" / "index.html"
+    page = parse(index)
+    check_references(index, page)
+    assert {"summary", "models", "datasets", "similarity", "consistency", "gap"} <= set(page.ids)
+    names = [Path(s).name for s in page.images]
+    assert sum(n.startswith("sim__") for n in names) == len(DATASETS) * len(METRICS)
+    assert sum(n.startswith("consistency__") for n in names) == len(METRICS)
+    assert sum(n.startswith("categories__") for n in names) == len(METRICS)
+    assert sum(n.startswith("gap__") for n in names) == len(METRICS)
+    assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(names)
+    text = " ".join(page.text)
+    for shown in ("Stanford Cars", "FER2013", "CIFAR-10", "Natural (single-domain)",
+                  "Structured", "Self-Supervised", "model_5", "pysim 0.1.0"):
+        assert shown in text, shown
+    assert "../pipeline_info/execution_report.html" in page.links
+    assert "class=\"missing\"" not in index.read_text()
+
+
+def test_report_copes_with_missing_parts(full_report, tmp_path):
+    root, _ = full_report
+    partial = tmp_path / "results"
+    shutil.copytree(root / "similarities", partial / "similarities")
+    shutil.copytree(root / "report", partial / "report")  # stale figures to be replaced
+    index = build_report(partial, partial / "report")
+    page = parse(index)
+    check_references(index, page)
+    text = " ".join(page.text)
+    for remark in ("no probe results under probes/", "no consistency/consistency.csv",
+                   "no performance/similarity_vs_gap.csv", "no model table given"):
+        assert remark in text, remark
+    names = {Path(s).name for s in page.images}
+    assert {p.name for p in (partial / "report" / "figures").iterdir()} == names
+    assert all(n.startswith("sim__") for n in names) and len(names) == 6
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    page = parse(build_report(empty, empty / "report"))
+    assert "no similarity files under similarities/" in " ".join(page.text)
+    assert page.images == []
+    assert_bad_input(run_cli("pysim-report", "--results-dir", tmp_path / "none", "--out-dir",
+                             tmp_path / "r"), "results directory not found")
+
+
+def test_report_renders_in_headless_chromium(full_report, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium not installed (apt-get install chromium)")
+    from matplotlib.image import imread
+
+    root, _ = full_report
+    shot = tmp_path / "shot.png"
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           f"--screenshot={shot}", "--window-size=1280,2000",
+           (root / "report" / "index.html").resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert shot.is_file(), proc.stderr[-2000:]
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (2000, 1280)
+    assert pixels.std() > 0.05
+    assert (pixels.min(axis=-1) < 0.9).mean() > 0.02  # more than a blank page with a title
