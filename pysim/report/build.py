@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from pysim import __version__
 from pysim.analysis.consistency import consistency_matrix
@@ -82,9 +83,12 @@ class Report:
         parts = [self.missing("similarities")]
         if self.res.models is None:
             parts.append(h.para("Models are coloured grey: no model table, objectives unknown."))
+        progress = tqdm(total=len(self.res.metrics) * len(self.res.similarities),
+                        desc="report heatmaps", unit="fig", leave=False)
         for metric in self.res.metrics:
             items = []
             for sims in sorted(self.res.similarities, key=lambda s: s.dataset):
+                progress.update()
                 if metric not in sims.matrices:
                     continue
                 title = f"{self.names[sims.dataset]} - {metric}"
@@ -95,6 +99,7 @@ class Report:
                 items.append(self.fig(path, title))
             if items:
                 parts.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
+        progress.close()
         return "".join(parts)
 
     def consistency_section(self) -> str:
