@@ -54,7 +54,7 @@ def test_parse_size():
 
 def test_small_budget_plans_streaming_and_too_small_is_bad_input():
     roomy = plan_memory(2**34, m=4, n=203, n_stacked=5, n_spearman=1, median=True)
-    assert roomy.block == 203 and roomy.cache_grams and not roomy.spill_ranks
+    assert roomy.store and not roomy.spill_ranks  # everything held: one pass
     tight = plan_memory(4 * 2**20, m=8, n=203, n_stacked=5, n_spearman=1, median=True)
     assert tight.block < 203 and not tight.cache_grams
     ranks_only = plan_memory(2 * 10**6, m=32, n=203, n_stacked=0, n_spearman=1, median=False)
@@ -71,9 +71,10 @@ def test_memory_bounded_path_equals_in_memory_path(caplog):
     block = int(re.search(r"block=(\d+)", caplog.text).group(1))
     assert block < 203  # the tight budget really streamed over row blocks
     streamed = compute_similarities(feats, METRICS, plan=MemoryPlan(17, 29, False, True, 1000))
+    # the in-memory path stores centred matrices in float32 (products still in float64)
     for key in full:
-        np.testing.assert_allclose(bounded[key], full[key], atol=1e-12, rtol=0, err_msg=key)
-        np.testing.assert_allclose(streamed[key], full[key], atol=1e-12, rtol=0, err_msg=key)
+        np.testing.assert_allclose(bounded[key], full[key], atol=1e-6, rtol=0, err_msg=key)
+        np.testing.assert_allclose(streamed[key], bounded[key], atol=1e-12, rtol=0, err_msg=key)
     with pytest.raises(InputError, match="max-memory"):
         compute_similarities(feats, METRICS, max_memory=current_rss() + 10_000)
 

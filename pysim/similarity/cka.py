@@ -15,8 +15,10 @@ from pysim.similarity.base import ModelInfo, diag_index, row_blocks, upper_mask
 def rbf_from_gram(rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
                   sigma: float) -> torch.Tensor:
     """RBF kernel rows exp(-|x_i - x_j|^2 / (2 sigma^2)) from float64 Gram rows."""
-    d2 = (info.sq[rows, None] + info.sq[None, :] - 2.0 * gram_rows).clamp_min_(0.0)
-    return d2.mul_(-0.5 / sigma**2).exp_()
+    d2 = gram_rows * -2.0
+    d2 += info.sq[rows, None]
+    d2 += info.sq[None, :]
+    return d2.clamp_min_(0.0).mul_(-0.5 / sigma**2).exp_()
 
 
 def median_distance(gram: torch.Tensor, info: ModelInfo, chunk: int) -> float:
@@ -52,8 +54,7 @@ class CKAMetric:
             k[diag_index(rows, k.device)] = 0.0
         return k
 
-    def observe(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
-        """Pass 1: kernel width (median mode) and kernel row sums; a reason if unusable."""
+    def _width(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
         if self.spec.kernel == "rbf":
             sigma = self.spec.sigma
             if self.spec.sigma_mode == "median":
@@ -61,6 +62,24 @@ class CKAMetric:
                 if not sigma > 0:
                     return "median pairwise distance is 0"
             self.sigmas[a] = sigma
+        return None
+
+    def centred(self, a: int, gram: torch.Tensor, info: ModelInfo,
+                chunk: int) -> torch.Tensor | str:
+        """The whole centred kernel of model a (float64), or the reason it is undefined."""
+        reason = self._width(a, gram, info, chunk)
+        if reason:
+            return reason
+        rows = slice(0, self.n)
+        k = self._kernel(a, rows, gram.double(), info)
+        self.sums[a] = k.sum(dim=1)
+        return self._centre(k, rows, self.sums[a])
+
+    def observe(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
+        """Pass 1: kernel width (median mode) and kernel row sums; a reason if unusable."""
+        reason = self._width(a, gram, info, chunk)
+        if reason:
+            return reason
         sums = torch.empty(self.n, dtype=torch.float64, device=gram.device)
         for rows in row_blocks(self.n, chunk):
             sums[rows] = self._kernel(a, rows, gram[rows].double(), info).sum(dim=1)
@@ -69,9 +88,10 @@ class CKAMetric:
 
     def block(self, a: int, rows: slice, gram_rows: torch.Tensor, info: ModelInfo) -> torch.Tensor:
         """Pass 2: rows `rows` of the centred kernel of model a (float64)."""
-        n, s = self.n, self.sums[a]
-        k = self._kernel(a, rows, gram_rows, info)
-        total = s.sum()
+        return self._centre(self._kernel(a, rows, gram_rows, info), rows, self.sums[a])
+
+    def _centre(self, k: torch.Tensor, rows: slice, s: torch.Tensor) -> torch.Tensor:
+        n, total = self.n, s.sum()
         if self.spec.unbiased:
             k -= s[rows, None] / (n - 2)
             k -= s[None, :] / (n - 2)

@@ -37,7 +37,8 @@ class MemoryPlan:
     block: int          # rows per stacked block in pass 2
     cache_grams: bool   # keep every model's Gram matrix for pass 2
     spill_ranks: bool   # Spearman rank vectors go to temporary files instead of memory
-    columns: int = 1 << 22  # rank entries per chunk when multiplying rank vectors
+    columns: int = 1 << 22  # vector entries per chunk when multiplying stored vectors
+    store: bool = False  # keep every model's whole centred matrices (float32): no pass 2
 
 
 def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
@@ -58,13 +59,16 @@ def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
     rank_all = 4 * pairs * m * n_spearman
     spill = pass1 + rank_all > budget
     columns = int(np.clip((budget - (0 if spill else rank_all)) // 4 // (m * 12), 1024, 1 << 24))
+    stored = 4 * n * n * m * n_stacked
+    store = n_stacked > 0 and pass1 + 32 * n * n + stored + (0 if spill else rank_all) \
+        + columns * m * 12 <= budget
     cache = m * gram
-    cache_grams = pass1 + cache + (0 if spill else rank_all) <= budget \
+    cache_grams = not store and pass1 + cache + (0 if spill else rank_all) <= budget \
         and cache + min_pass2 <= budget // 2
     left = budget - (cache if cache_grams else 0)
     block = int(np.clip(left // row_bytes, 1, n)) if n_stacked else n
     return MemoryPlan(chunk=chunk, block=block, cache_grams=cache_grams, spill_ranks=spill,
-                      columns=columns)
+                      columns=columns, store=store)
 
 
 def _normalised_products(acc: torch.Tensor) -> np.ndarray:
@@ -111,10 +115,10 @@ class _Engine:
 
     def run(self) -> dict[str, np.ndarray]:
         with tempfile.TemporaryDirectory(prefix="pysim-ranks-") as spill_dir:
-            ranks = self.pass1(Path(spill_dir))
-            out = {s.id: self.spearman_products(ranks[s.id]) for s in self.spearman}
-            del ranks
-        out.update(self.pass2())
+            vectors = self.pass1(Path(spill_dir))
+            out = {key: self.products(vectors.pop(key)) for key in list(vectors)}
+        if not self.plan.store:
+            out.update(self.pass2())
         for metric_id, bad in self.bad.items():
             for a in bad:
                 out[metric_id][a, :] = np.nan
@@ -122,15 +126,29 @@ class _Engine:
         return out
 
     def pass1(self, spill_dir: Path) -> dict[str, list]:
-        """Per model: Gram matrix, statistics of every metric, Spearman rank vectors."""
+        """Per model: Gram matrix, statistics of every metric, Spearman rank vectors (and with
+        plan.store the whole centred matrices, flattened to float32)."""
         ranks: dict[str, list] = {s.id: [] for s in self.spearman}
+        if self.plan.store:
+            ranks.update({key: [] for key in self.stacked})
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
             x = self.xs[a]
             g = x @ x.T
             info = ModelInfo.from_features(x, g.diagonal())
             self.infos.append(info)
+            if self.plan.cache_grams:
+                self.grams.append(g)
+            if self.plan.store:
+                g = g.double()  # one conversion shared by every metric
             for metric_id, metric in self.stacked.items():
-                reason = metric.observe(a, g, info, self.plan.chunk)
+                if self.plan.store:
+                    reason = metric.centred(a, g, info, self.plan.chunk)
+                    if not isinstance(reason, str):
+                        ranks[metric_id].append(reason.flatten().float())
+                        continue
+                    ranks[metric_id].append(torch.zeros(self.n * self.n, device=self.device))
+                else:
+                    reason = metric.observe(a, g, info, self.plan.chunk)
                 if reason:
                     self.bad[metric_id].add(a)
                     self.reasons[(metric_id, a)] = reason
@@ -142,8 +160,6 @@ class _Engine:
                     r = path
                 ranks[spec.id].append(r)
                 del r
-            if self.plan.cache_grams:
-                self.grams.append(g)
             del g
         return ranks
 
@@ -155,22 +171,24 @@ class _Engine:
             return torch.zeros(self.n * (self.n - 1) // 2, dtype=torch.int32, device=self.device)
         return spearman_ranks(spec, g, self.infos[a], self.plan.chunk)
 
-    def spearman_products(self, ranks: list) -> np.ndarray:
-        """Inner products of all models' rank vectors, over column chunks, in float64."""
-        count = self.n * (self.n - 1) // 2
+    def products(self, ranks: list) -> np.ndarray:
+        """Inner products of all models' stored vectors (in memory or files), over column
+        chunks, accumulated in float64."""
+        count = len(ranks[0]) if isinstance(ranks[0], torch.Tensor) else self.n * (self.n - 1) // 2
         acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
-        step = self.plan.columns
+        step = min(self.plan.columns, count)
+        buf = torch.empty(self.m, step, dtype=torch.float64, device=self.device)
         for start in range(0, count, step):
             width = min(step, count - start)
-            if self.plan.spill_ranks:
-                part = torch.from_numpy(np.stack([
-                    np.fromfile(p, dtype=np.int32, count=width, offset=4 * start)
-                    for p in ranks])).to(self.device)
-            else:
-                part = torch.stack([r[start:start + width] for r in ranks])
-            part = part.double()
+            part = buf[:, :width]
+            for a, vec in enumerate(ranks):
+                if isinstance(vec, Path):
+                    vec = torch.from_numpy(np.fromfile(vec, dtype=np.int32, count=width,
+                                                       offset=4 * start))
+                    part[a].copy_(vec)
+                else:
+                    part[a].copy_(vec[start:start + width])
             acc += part @ part.T
-            del part
         return _normalised_products(acc)
 
     def pass2(self) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from pysim.config import load_metrics
 from pysim.errors import InputError
 from pysim.io import Similarities, read_attrs, read_features, read_subset, write_similarities
 from pysim.similarity.engine import compute_similarities
+from pysim.similarity.memory import current_rss, parse_size
 from pysim.similarity.prepare import prepare_features
 
 log = logging.getLogger("pysim.similarity")
@@ -41,10 +42,13 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
     """Compute every metric for every model of one dataset and write the similarity file.
 
     All models must have identical train keys and targets (else InputError naming the first
-    model that differs); the subset (if any) selects the same rows of every model.
+    model that differs); the subset (if any) selects the same rows of every model. On CPU,
+    `max_memory` bounds what this stage adds to the process's resident memory (features and
+    working buffers), beyond the Python/torch runtime it starts with.
     """
     from pysim.cli import resolve_device
 
+    start_rss = current_rss()
     metrics = load_metrics(metrics_path)
     device = resolve_device(device)
     if not feature_paths:
@@ -76,6 +80,8 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
         del split, feats
         log.info("loaded %s (%d x %d)", model_id, *features[model_id].shape)
     n_samples = next(iter(features.values())).shape[0]
+    if max_memory is not None and not device.startswith("cuda"):
+        max_memory = parse_size(max_memory) + start_rss  # the engine counts the whole process
     matrices = compute_similarities(features, metrics, device=device, max_memory=max_memory,
                                     normalize="none", progress=progress)
     metric_attrs = {s.id: {**s.params(), "n_samples": n_samples} for s in metrics}

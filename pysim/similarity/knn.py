@@ -31,6 +31,12 @@ class MutualKNNMetric:
         self.neighbours[a] = idx
         return None
 
+    def centred(self, a: int, gram: torch.Tensor, info: ModelInfo,
+                chunk: int) -> torch.Tensor | str:
+        """The whole neighbour-indicator matrix of model a, or why it is undefined."""
+        reason = self.observe(a, gram, info, chunk)
+        return reason or self.block(a, slice(0, self.n), gram, info)
+
     def block(self, a: int, rows: slice, gram_rows: torch.Tensor, info: ModelInfo) -> torch.Tensor:
         """Pass 2: rows of the 0/1 neighbour-indicator matrix of model a (float64)."""
         z = torch.zeros(rows.stop - rows.start, self.n, dtype=torch.float64,

@@ -17,13 +17,19 @@ def rdm_rows(method: str, rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
              squared_euclidean: bool = False) -> torch.Tensor:
     """Rows of the RDM of one model from float64 Gram rows (diagonal not forced to 0)."""
     if method == "correlation":
-        c = gram_rows - info.d * info.mu[rows, None] * info.mu[None, :]
-        c /= (info.var[rows, None] * info.var[None, :]).sqrt()
+        sd = info.var.sqrt()
+        c = torch.addr(gram_rows, info.mu[rows], info.mu, alpha=-info.d)
+        c /= sd[rows, None]
+        c /= sd[None, :]
         return c.neg_().add_(1.0)
     if method == "cosine":
-        c = gram_rows / (info.norm[rows, None] * info.norm[None, :])
+        c = gram_rows / info.norm[rows, None]
+        c /= info.norm[None, :]
         return c.neg_().add_(1.0)
-    d2 = (info.sq[rows, None] + info.sq[None, :] - 2.0 * gram_rows).clamp_min_(0.0)
+    d2 = gram_rows * -2.0
+    d2 += info.sq[rows, None]
+    d2 += info.sq[None, :]
+    d2.clamp_min_(0.0)
     return d2 if squared_euclidean else d2.sqrt_()
 
 
@@ -42,6 +48,20 @@ class RSAPearsonMetric:
     def __init__(self, spec: MetricSpec, n: int):
         self.spec, self.n = spec, n
         self.means: dict[int, float] = {}
+
+    def centred(self, a: int, gram: torch.Tensor, info: ModelInfo,
+                chunk: int) -> torch.Tensor | str:
+        """The whole centred RDM of model a (float64, diagonal 0), or why it is undefined."""
+        reason = rdm_invalid(self.spec.rsa_method, info)
+        if reason:
+            return reason
+        rows = slice(0, self.n)
+        r = rdm_rows(self.spec.rsa_method, rows, gram.double(), info)
+        r[diag_index(rows, r.device)] = 0.0
+        self.means[a] = float(r.sum()) / (self.n * (self.n - 1))
+        r -= self.means[a]
+        r[diag_index(rows, r.device)] = 0.0
+        return r
 
     def observe(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
         """Pass 1: mean of the off-diagonal RDM entries; a reason if the RDM is undefined."""
@@ -86,28 +106,24 @@ def _sort_keys(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo, chunk: int
 
 
 def _ranks_from_sorted_numpy(keys: np.ndarray) -> np.ndarray:
-    """Centred doubled average ranks from sorted keys (numpy, in place where possible)."""
+    """Centred doubled average ranks from sorted keys; only tie groups need extra work."""
     count = len(keys)
-    order = (keys & 0xFFFFFFFF).astype(np.int32)
-    keys >>= 32
-    values = keys.astype(np.int32)
-    del keys
-    positions = np.arange(count, dtype=np.int32)
-    new = np.empty(count, dtype=bool)
-    new[0] = True
-    np.not_equal(values[1:], values[:-1], out=new[1:])
-    del values
-    start = np.maximum.accumulate(np.where(new, positions, 0))
-    last = np.empty(count, dtype=bool)
-    last[-1] = True
-    last[:-1] = new[1:]
-    del new
-    end = np.minimum.accumulate(np.where(last, positions, count)[::-1])[::-1]
-    del last, positions
-    start += end  # first + last position of each tie group
-    start -= count - 1  # = 2 * average 1-based rank - (N + 1)
+    halves = keys.view(np.int32)  # little-endian: [position, value] per key
+    order, values = halves[0::2], halves[1::2]
+    in_sorted = np.arange(1 - count, count, 2, dtype=np.int32)  # 2 (p + 1) - (count + 1)
+    dup = values[1:] == values[:-1]
+    if dup.any():
+        tied = np.zeros(count, dtype=bool)
+        tied[1:] |= dup
+        tied[:-1] |= dup
+        pos = np.flatnonzero(tied)
+        first = np.ones(len(pos), dtype=bool)
+        first[1:] = ~dup[pos[1:] - 1]
+        heads = np.flatnonzero(first)
+        lasts = np.append(pos[heads[1:] - 1], pos[-1])
+        in_sorted[pos] = (pos[heads] + lasts + 1 - count)[np.cumsum(first) - 1]
     ranks = np.empty(count, dtype=np.int32)
-    ranks[order] = start
+    ranks[order] = in_sorted
     return ranks
 
 
