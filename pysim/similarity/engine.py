@@ -58,7 +58,7 @@ def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
                          f"({budget / 2**20:.0f} MiB available)")
     rank_all = 4 * pairs * m * n_spearman
     spill = pass1 + rank_all > budget
-    columns = int(np.clip((budget - (0 if spill else rank_all)) // 4 // (m * 12), 1024, 1 << 24))
+    columns = int(np.clip((budget - (0 if spill else rank_all)) // 4 // (m * 12), 1024, 1 << 20))
     stored = 4 * n * n * m * n_stacked
     store = n_stacked > 0 and pass1 + 32 * n * n + stored + (0 if spill else rank_all) \
         + columns * m * 12 <= budget
@@ -128,9 +128,9 @@ class _Engine:
     def pass1(self, spill_dir: Path) -> dict[str, list]:
         """Per model: Gram matrix, statistics of every metric, Spearman rank vectors (and with
         plan.store the whole centred matrices, flattened to float32)."""
-        ranks: dict[str, list] = {s.id: [] for s in self.spearman}
+        vectors: dict[str, list] = {s.id: [] for s in self.spearman}
         if self.plan.store:
-            ranks.update({key: [] for key in self.stacked})
+            vectors.update({key: [] for key in self.stacked})
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
             x = self.xs[a]
             g = x @ x.T
@@ -141,12 +141,14 @@ class _Engine:
             if self.plan.store:
                 g = g.double()  # one conversion shared by every metric
             for metric_id, metric in self.stacked.items():
+                reason = None
                 if self.plan.store:
-                    reason = metric.centred(a, g, info, self.plan.chunk)
-                    if not isinstance(reason, str):
-                        ranks[metric_id].append(reason.flatten().float())
-                        continue
-                    ranks[metric_id].append(torch.zeros(self.n * self.n, device=self.device))
+                    centred = metric.centred(a, g, info, self.plan.chunk)
+                    if isinstance(centred, str):
+                        reason = centred
+                        centred = torch.zeros(self.n * self.n, device=self.device)
+                    vectors[metric_id].append(centred.flatten().float())
+                    del centred
                 else:
                     reason = metric.observe(a, g, info, self.plan.chunk)
                 if reason:
@@ -158,10 +160,10 @@ class _Engine:
                     path = spill_dir / f"{k}_{a}.int32"
                     r.cpu().numpy().tofile(path)
                     r = path
-                ranks[spec.id].append(r)
+                vectors[spec.id].append(r)
                 del r
             del g
-        return ranks
+        return vectors
 
     def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor) -> torch.Tensor:
         reason = rdm_invalid(spec.rsa_method, self.infos[a])
@@ -171,17 +173,18 @@ class _Engine:
             return torch.zeros(self.n * (self.n - 1) // 2, dtype=torch.int32, device=self.device)
         return spearman_ranks(spec, g, self.infos[a], self.plan.chunk)
 
-    def products(self, ranks: list) -> np.ndarray:
+    def products(self, vectors: list) -> np.ndarray:
         """Inner products of all models' stored vectors (in memory or files), over column
         chunks, accumulated in float64."""
-        count = len(ranks[0]) if isinstance(ranks[0], torch.Tensor) else self.n * (self.n - 1) // 2
+        first = vectors[0]
+        count = len(first) if isinstance(first, torch.Tensor) else self.n * (self.n - 1) // 2
         acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
         step = min(self.plan.columns, count)
         buf = torch.empty(self.m, step, dtype=torch.float64, device=self.device)
         for start in range(0, count, step):
             width = min(step, count - start)
             part = buf[:, :width]
-            for a, vec in enumerate(ranks):
+            for a, vec in enumerate(vectors):
                 if isinstance(vec, Path):
                     vec = torch.from_numpy(np.fromfile(vec, dtype=np.int32, count=width,
                                                        offset=4 * start))
