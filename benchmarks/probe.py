@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from pysim.probe import ProbeData, ProbeSettings, run_probe
+from pysim.probe import ProbeData, ProbeSettings
 from pysim.probe.data import l2_normalize, stratified_split
-from pysim.probe.search import COARSE_STEP, REFINE_SPANS, WD_GRID
+from pysim.probe.search import COARSE_STEP, REFINE_SPANS, WD_GRID, run_probe
 
 
 def synthetic(n: int, d: int, n_classes: int, seed: int = 0) -> ProbeData:

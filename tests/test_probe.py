@@ -9,10 +9,10 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from pysim.probe import ProbeData, ProbeSettings, run_probe, stratified_split
+from pysim.probe import ProbeData, ProbeSettings, stratified_split
 from pysim.probe.data import l2_normalize
 from pysim.probe.heads import batch_orders, init_heads, score_heads, train_heads
-from pysim.probe.search import WD_GRID
+from pysim.probe.search import WD_GRID, run_probe
 
 FAST = ProbeSettings(epochs=5, seeds=[0, 1])
 

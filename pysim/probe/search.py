@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from pysim.errors import InputError
 from pysim.probe.data import ProbeData, stratified_split
 from pysim.probe.heads import Scores, score_heads, train_heads
+from pysim.probe.settings import ProbeSettings, check_settings
 
 # 1e-6 .. 1e1 with 16 points per decade; the coarse stage tries the decades (every 16th),
 # then each refinement tries peak +- 8, 4, 2, 1 grid steps.
@@ -27,24 +27,13 @@ HEAD_MEMORY = 1 << 30
 SMALL_PROBLEM = 1 << 21
 
 
-@dataclass
-class ProbeSettings:
-    """Hyper-parameters of the probe protocol (defaults of the original study)."""
-
-    lrs: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
-    epochs: int = 20
-    batch_size: int = 64
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    val_proportion: float = 0.2
-
-
 def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
               progress: bool = True) -> dict:
     """Choose lr and weight decay on validation, refit on all train data, score on test.
 
     Returns the probe record of DESIGN §5 (accuracies are means over seeds).
     """
-    _check_settings(settings)
+    check_settings(settings)
     n_weights = (len(settings.seeds) * len(settings.lrs) * len(WD_GRID[::COARSE_STEP])
                  * (data.x_train.shape[1] + 1) * data.n_classes)
     with _threads(1 if device == "cpu" and n_weights < SMALL_PROBLEM else None):
@@ -152,18 +141,3 @@ def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lr: f
 
 def _steps(n: int, settings: ProbeSettings) -> int:
     return settings.epochs * -(-n // settings.batch_size)
-
-
-def _check_settings(settings: ProbeSettings) -> None:
-    """Out-of-range settings are bad input."""
-    if not settings.lrs or any(not lr > 0 for lr in settings.lrs):
-        raise InputError(f"learning rates must be positive, got {settings.lrs}")
-    if settings.epochs < 1 or settings.batch_size < 1:
-        raise InputError("--epochs and --batch-size must be at least 1")
-    if not settings.seeds or len(set(settings.seeds)) != len(settings.seeds):
-        raise InputError(f"seeds must be a non-empty list of distinct integers, got "
-                         f"{settings.seeds}")
-    if any(s < 0 for s in settings.seeds):
-        raise InputError(f"seeds must be non-negative, got {settings.seeds}")
-    if not 0 < settings.val_proportion < 1:
-        raise InputError(f"--val-proportion must lie in (0, 1), got {settings.val_proportion}")
