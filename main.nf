@@ -187,7 +187,7 @@ workflow {
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { list -> list.collect { it[1] } }
 
-    CONSISTENCY(sims, modelsFile)
+    CONSISTENCY(sims, modelsFile, infoFile)
 
     if (params.skip_probes) {
         probes = Channel.value([])

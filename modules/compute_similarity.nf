@@ -16,6 +16,7 @@ process COMPUTE_SIMILARITY {
     def feature_args = features.collect { "--features ${it}" }.join(' ')
     def max_memory = params.max_memory ? "--max-memory ${params.max_memory}" : ''
     """
+    export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > metrics.json <<'PYSIM_METRICS'
 ${metrics_json}
 PYSIM_METRICS

@@ -7,14 +7,17 @@ process CONSISTENCY {
     input:
     path similarities, stageAs: 'similarities/*'
     path models
+    path dataset_info
 
     output:
     path 'consistency', emit: tables
 
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
+    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     """
-    pysim-consistency ${sim_args} --models ${models} --out-dir consistency \\
+    export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
+    pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
         --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed}
     """
 

@@ -16,6 +16,7 @@ process EXTRACT_FEATURES {
 
     script:
     """
+    export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > model_entry.json <<'PYSIM_MODEL_ENTRY'
 ${model_json}
 PYSIM_MODEL_ENTRY

@@ -12,6 +12,7 @@ process LINEAR_PROBE {
 
     script:
     """
+    export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-probe --features ${features} --out '${model_id}.json' \\
         --lrs ${params.probe_lrs} --epochs ${params.probe_epochs} \\
         --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion}

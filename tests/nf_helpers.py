@@ -1,0 +1,93 @@
+"""Helpers for the workflow tests: find Nextflow, run it on small demo inputs, read its trace.
+
+The tests run the real workflow; entry points in bin/ use `#!/usr/bin/env python3`, so the
+directory of the interpreter running pytest goes first on PATH.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "assets" / "demo"
+# A few cheap demo models and two datasets keep each real run near a minute on 2 cores.
+TEST_MODELS = ("timm_vit_tiny", "timm_resnet10t", "openclip_tiny_rn")
+EXTRA_MODEL = "tv_resnet18"
+TEST_DATASETS = ("wds/demo_digits", "wds/demo_shapes")
+
+
+def nextflow_bin() -> str:
+    """Path of the Nextflow launcher (the project's pinned one first), or skip the test."""
+    local = REPO / ".tools" / "bin" / "nextflow"
+    if local.exists():
+        return str(local)
+    found = shutil.which("nextflow")
+    if found is None:
+        pytest.skip("Nextflow not installed (run `make setup`)")
+    return found
+
+
+def nf_env() -> dict[str, str]:
+    """Environment for Nextflow: this interpreter's bin first on PATH, plain log output."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["NXF_ANSI_LOG"] = "false"
+    env.setdefault("NXF_OPTS", "-Xms64m -Xmx1g")
+    return env
+
+
+def run_nf(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run `nextflow <args>` in cwd and return the finished process (stdout and stderr text)."""
+    return subprocess.run([nextflow_bin(), *args], cwd=cwd, env=nf_env(), text=True,
+                          capture_output=True, timeout=timeout)
+
+
+def start_nf(args: list[str], cwd: Path) -> subprocess.Popen:
+    """Start `nextflow <args>` in its own process group (so that it can be killed as a whole)."""
+    log = open(cwd / "nextflow.out", "w")  # noqa: SIM115 (closed by the caller via proc.stdout)
+    return subprocess.Popen([nextflow_bin(), *args], cwd=cwd, env=nf_env(), text=True,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def write_inputs(folder: Path, model_ids: tuple[str, ...] = TEST_MODELS) -> dict[str, Path]:
+    """Write a model table with `model_ids` (demo entries, demo order) and a dataset list."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = json.loads((DEMO / "models.json").read_text())
+    models = folder / "models.json"
+    models.write_text(json.dumps({k: table[k] for k in model_ids}, indent=2))
+    datasets = folder / "datasets.txt"
+    datasets.write_text("".join(f"{d}\n" for d in TEST_DATASETS))
+    return {"models": models, "datasets": datasets}
+
+
+def demo_run_args(inputs: dict[str, Path], outdir: str = "results") -> list[str]:
+    """Arguments of a `-profile test` run on the small inputs."""
+    return ["run", str(REPO / "main.nf"), "-profile", "test", "--models", str(inputs["models"]),
+            "--datasets", str(inputs["datasets"]), "--outdir", outdir]
+
+
+def read_trace(path: Path) -> list[dict[str, str]]:
+    """Rows of a Nextflow trace file (tab-separated, header line)."""
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def by_status(rows: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Task names grouped by trace status (COMPLETED, CACHED, FAILED, ...)."""
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row["status"], []).append(row["name"])
+    return groups
+
+
+def dataset_key(dataset_id: str) -> str:
+    """Output key of a dataset id (DESIGN §3)."""
+    return dataset_id.replace("/", "_")
