@@ -50,7 +50,8 @@ def bench_model(root: Path, input_size: int, workers: int, batch: int) -> None:
         for i in range(0, len(x), batch):
             model(x[i:i + batch])
         bare_s = time.perf_counter() - t0
-    opts = ExtractOptions(batch_size=batch, num_workers=workers, progress=False)
+    opts = ExtractOptions(batch_size=batch, num_workers=workers, progress=False,
+                          threads=torch.get_num_threads())
     extract_split(extractor, preprocess, sdir, opts)  # warm-up (worker start-up included below)
     t0 = time.perf_counter()
     extract_split(extractor, preprocess, sdir, opts)
@@ -70,7 +71,7 @@ def bench_demo(root: Path, cli: bool, workers: int) -> None:
     datasets = load_dataset_list(DEMO / "datasets.txt")
     out = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
-    opts = ExtractOptions(num_workers=workers, progress=False)
+    opts = ExtractOptions(num_workers=workers, progress=False, threads=torch.get_num_threads())
     for m in models:
         for d in datasets:
             extract(DEMO / "models.json", m, root, d, out / f"{m}_{d.replace('/', '_')}.h5", opts)
@@ -85,7 +86,8 @@ def bench_demo(root: Path, cli: bool, workers: int) -> None:
             subprocess.run([sys.executable, str(ROOT / "bin" / "pysim-extract"), "--models",
                             str(DEMO / "models.json"), "--model-id", m, "--dataset-root",
                             str(root), "--dataset", d, "--out", str(out / "cli.h5"), "--quiet",
-                            "--num-workers", str(workers)], check=True, env=env,
+                            "--num-workers", str(workers), "--threads",
+                            str(torch.get_num_threads())], check=True, env=env,
                            stdout=subprocess.DEVNULL)
     print(f"demo extraction as {len(models) * len(datasets)} pysim-extract processes "
           f"(sequential): {time.perf_counter() - t0:.1f} s")
@@ -97,8 +99,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--input-size", type=int, default=112)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (main process)")
     parser.add_argument("--cli", action="store_true", help="also time pysim-extract processes")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     root = args.dataset_root
     if root is None:
         root = Path(tempfile.mkdtemp())

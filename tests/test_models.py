@@ -164,7 +164,9 @@ def test_ssl_resnet50_checkpoint_conversion(tmp_path):
     _assert_loaded(load_model(e)[0], state)
 
 
-def test_offline_missing_weights_is_one_line(tmp_path):
+def test_offline_missing_weights_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weight cache
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # offline mode sets it; undo after
     e = entry(tmp_path, model_name="resnet18", source="torchvision", pretrained=True,
               module_name="avgpool", model_parameters={"weights": "IMAGENET1K_V1"})
     with pytest.raises(InputError) as err:
@@ -213,3 +215,23 @@ def test_unresolvable_entries_name_model_and_reason(tmp_path, fields, reason):
         resolve(e)
     with pytest.raises(InputError, match="1 of 1 models cannot be resolved: m"):
         resolve_report({"m": e})
+
+
+def test_fetch_weights_reports_each_model_and_offline_gaps(tmp_path, monkeypatch):
+    from pysim.models.fetch import fetch_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty weight cache
+    lines = list(fetch_weights(DEMO_TABLE, ["tv_resnet18"], offline=True))
+    assert lines == ['tv_resnet18: random init ("pretrained": false), nothing to fetch']
+    (tmp_path / "w.pth").write_bytes(b"")
+    path = table(tmp_path, {
+        "local": {"model_name": "resnet18", "source": "torchvision", "module_name": "avgpool",
+                  "weights": "w.pth"},
+        "hub": {"model_name": "resnet18", "source": "torchvision", "module_name": "avgpool",
+                "model_parameters": {"weights": "IMAGENET1K_V1"}}})
+    lines = []
+    with pytest.raises(InputError, match="1 models have no cached weights .*: hub"):
+        for line in fetch_weights(path, offline=True):
+            lines.append(line)
+    assert lines == [f"local: local file {tmp_path / 'w.pth'}",
+                     "hub: MISSING url:https://download.pytorch.org/models/resnet18-f37072fd.pth"]

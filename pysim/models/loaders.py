@@ -6,6 +6,7 @@ Every builder returns (model, preprocess, forward, num_prefix_tokens). Random in
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -127,8 +128,14 @@ def build_open_clip(entry: ModelEntry, res: Resolution) -> Built:
         pretrained = None
     else:
         pretrained = res.tag
-    model, _, preprocess = open_clip.create_model_and_transforms(res.name, pretrained=pretrained,
-                                                                 **kwargs)
+    root = logging.getLogger()  # open_clip logs every build step at INFO on the root logger
+    level = root.level
+    root.setLevel(logging.ERROR if pretrained is None else logging.WARNING)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            res.name, pretrained=pretrained, **kwargs)
+    finally:
+        root.setLevel(level)
     return model, preprocess, lambda x: model.encode_image(x), 1
 
 
