@@ -128,3 +128,31 @@ def test_sample_without_variance_only_breaks_correlation_rsa(caplog):
 def test_too_few_samples_for_knn_is_bad_input():
     with pytest.raises(InputError, match="k=7"):
         compute_similarities(models(n=7), [MetricSpec("mutual_knn", k=7)])
+
+
+def test_cuda_rank_path_equals_cpu_rank_path_and_scipy():
+    # the torch code path that CUDA uses, run on CPU tensors, against the numpy path and scipy
+    from scipy.stats import rankdata
+
+    from pysim.similarity.base import ModelInfo
+    from pysim.similarity.rsa import (
+        _ranks_from_sorted_numpy,
+        _ranks_from_sorted_torch,
+        _sort_keys_numpy,
+        _sort_keys_torch,
+    )
+
+    x = torch.from_numpy(models(n=61)["m1"])
+    x[5] = x[9]  # duplicate samples give exact ties in the RDM
+    x = x / x.norm(dim=1, keepdim=True)
+    g = x @ x.T
+    info = ModelInfo.from_features(x, g.diagonal())
+    spec = METRICS[4]
+    keys_np, keys_t = _sort_keys_numpy(g, spec, info, 7), _sort_keys_torch(g, spec, info, 7)
+    assert torch.equal(keys_np, keys_t)
+    ranks_np = _ranks_from_sorted_numpy(np.sort(keys_np.numpy()))
+    ranks_t = _ranks_from_sorted_torch(torch.sort(keys_t).values).numpy()
+    assert np.array_equal(ranks_np, ranks_t)
+    values = (keys_np.numpy() >> 32).astype(np.int64)  # the float32 bits, order-preserving
+    assert np.array_equal(ranks_np, 2 * rankdata(values) - (len(values) + 1))
+    assert len(np.unique(values)) < len(values)  # ties were really there

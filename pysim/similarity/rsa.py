@@ -90,19 +90,50 @@ def _sort_keys(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo, chunk: int
     RDM values are non-negative, so their float32 bit patterns sort like the values; packing
     the position into the low bits makes a plain sort an argsort.
     """
+    if gram.device.type == "cpu":
+        return _sort_keys_numpy(gram, spec, info, chunk)
+    return _sort_keys_torch(gram, spec, info, chunk)
+
+
+def _sort_keys_numpy(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo,
+                     chunk: int) -> torch.Tensor:
+    """CPU keys: both int32 halves of every key filled in place, row by row."""
+    n = gram.shape[0]
+    count = n * (n - 1) // 2
+    keys = np.empty(count, dtype=np.int64)
+    halves = keys.view(np.int32)  # little-endian: [position, value]
+    halves[0::2] = np.arange(count, dtype=np.int32)
+    values, offset = halves[1::2], 0
+    for rows in row_blocks(n, chunk):
+        r = _triangle_values(spec, rows, gram, info).numpy().view(np.int32)
+        for i in range(rows.start, min(rows.stop, n - 1)):
+            values[offset:offset + n - 1 - i] = r[i - rows.start, i + 1:]
+            offset += n - 1 - i
+    return torch.from_numpy(keys)
+
+
+def _sort_keys_torch(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo,
+                     chunk: int) -> torch.Tensor:
+    """Keys on any device (used on CUDA): masked triangle, shifted bits, positions added."""
     n = gram.shape[0]
     keys = torch.empty(n * (n - 1) // 2, dtype=torch.int64, device=gram.device)
     offset = 0
     for rows in row_blocks(n, chunk):
-        r = rdm_rows(spec.rsa_method, rows, gram[rows].double(), info, squared_euclidean=True)
-        values = r[upper_mask(rows, n, gram.device)].float().clamp_min_(0.0).add_(0.0)
-        del r
-        part = keys[offset:offset + values.numel()]
-        part.copy_(values.view(torch.int32))
+        r = _triangle_values(spec, rows, gram, info)
+        part_values = r[upper_mask(rows, n, gram.device)]
+        part = keys[offset:offset + part_values.numel()]
+        part.copy_(part_values.view(torch.int32))
         part <<= 32
-        part += torch.arange(offset, offset + values.numel(), device=gram.device)
-        offset += values.numel()
+        part += torch.arange(offset, offset + part_values.numel(), device=gram.device)
+        offset += part_values.numel()
     return keys
+
+
+def _triangle_values(spec: MetricSpec, rows: slice, gram: torch.Tensor,
+                     info: ModelInfo) -> torch.Tensor:
+    """RDM rows as non-negative float32 (+0.0, never -0.0), ranked like the RDM itself."""
+    r = rdm_rows(spec.rsa_method, rows, gram[rows].double(), info, squared_euclidean=True)
+    return r.float().clamp_min_(0.0).add_(0.0)
 
 
 def _ranks_from_sorted_numpy(keys: np.ndarray) -> np.ndarray:
