@@ -16,7 +16,14 @@ import torch
 
 from pysim.probe import ProbeData, ProbeSettings
 from pysim.probe.data import l2_normalize, stratified_split
-from pysim.probe.search import COARSE_STEP, REFINE_SPANS, WD_GRID, run_probe
+from pysim.probe.search import (
+    COARSE_STEP,
+    REFINE_SPANS,
+    WD_GRID,
+    cpu_threads,
+    probe_threads,
+    run_probe,
+)
 
 
 def synthetic(n: int, d: int, n_classes: int, seed: int = 0) -> ProbeData:
@@ -58,8 +65,9 @@ def main() -> None:
     n, d, c = (2000, 256, 20) if args.quick else (10_000, 1024, 100)
     data = synthetic(n, d, c)
     settings = ProbeSettings()
+    threads = probe_threads(data, settings, args.device) or torch.get_num_threads()
     print(f"probe benchmark: n={n} d={d} classes={c} device={args.device} "
-          f"threads={torch.get_num_threads()} settings={settings}")
+          f"torch threads={threads} settings={settings}")
 
     start = time.perf_counter()
     record = run_probe(data, settings, device=args.device, progress=False)
@@ -72,7 +80,9 @@ def main() -> None:
     # search runs at 80% of the train data, the refit at 100%: count them as train-data passes
     n_search = (len(WD_GRID[::COARSE_STEP]) + 2 * len(REFINE_SPANS)) * len(settings.lrs)
     runs = len(settings.seeds) * (n_search * (1 - settings.val_proportion) + 1)
-    one = one_sequential_run(data, settings, args.device)
+    threads = probe_threads(data, settings, args.device)
+    with cpu_threads(threads):  # the same thread count as the probe used
+        one = one_sequential_run(data, settings, args.device)
     baseline = one * runs
     print(f"sequential baseline: {one:.2f} s per run x {runs:.0f} run-equivalents = "
           f"{baseline:.0f} s (extrapolated)")

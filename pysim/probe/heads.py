@@ -61,19 +61,20 @@ def batch_orders(seeds: list[int], n: int, epochs: int, device: str) -> torch.Te
 
 def train_heads(x: torch.Tensor, y: torch.Tensor, train_idx: torch.Tensor, seeds: list[int],
                 lrs: list[float], wds: list[float], n_classes: int, epochs: int,
-                batch_size: int, on_step: Callable[[], None] | None = None) -> Heads:
+                batch_size: int, on_step: Callable[[], None] | None = None,
+                lr_ref: float | None = None) -> Heads:
     """Train one head per (seed, candidate) on rows train_idx[s] of x with AdamW + cosine lr.
 
     x: (n, d) features, y: (n,) labels, train_idx: (S, n_train) row indices per seed (equal
     sizes), lrs/wds: base learning rate and decoupled weight decay of each of G candidates.
     Per-candidate learning rates ride on torch's fused (one-pass) AdamW by training
-    theta = W / alpha with alpha = lr / max(lrs): Adam's step is invariant to the gradient's
-    scale, so W moves by lr * m/(sqrt(v) + eps * max(lrs) / lr) -- AdamW exactly for the
-    largest lr, an eps relatively larger (still tiny) for the others.
+    theta = W / alpha with alpha = lr / lr_ref (lr_ref: default max(lrs)): Adam's step is
+    invariant to the gradient's scale, so W moves by lr * m/(sqrt(v) + eps * lr_ref / lr) --
+    AdamW exactly for lr = lr_ref, an eps relatively larger (still tiny) for smaller lrs.
     """
     n_seeds, n_train = train_idx.shape
     device, n_cand = x.device, len(lrs)
-    lr_max = max(lrs)
+    lr_max = max(lrs) if lr_ref is None else lr_ref
     alpha = torch.tensor([lr / lr_max for lr in lrs], dtype=torch.float32,
                          device=device).repeat_interleave(n_classes)
     decay = torch.tensor([lr * wd for lr, wd in zip(lrs, wds, strict=True)],

@@ -34,14 +34,19 @@ def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
     Returns the probe record of DESIGN §5 (accuracies are means over seeds).
     """
     check_settings(settings)
-    n_weights = (len(settings.seeds) * len(settings.lrs) * len(WD_GRID[::COARSE_STEP])
-                 * (data.x_train.shape[1] + 1) * data.n_classes)
-    with _threads(1 if device == "cpu" and n_weights < SMALL_PROBLEM else None):
+    with cpu_threads(probe_threads(data, settings, device)):
         return _run_probe(data, settings, device, progress)
 
 
+def probe_threads(data: ProbeData, settings: ProbeSettings, device: str) -> int | None:
+    """1 for a small probe on CPU (the per-step tensors are too small to share), else None."""
+    n_weights = (len(settings.seeds) * len(settings.lrs) * len(WD_GRID[::COARSE_STEP])
+                 * (data.x_train.shape[1] + 1) * data.n_classes)
+    return 1 if device == "cpu" and n_weights < SMALL_PROBLEM else None
+
+
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def cpu_threads(n: int | None) -> Iterator[None]:
     """Run the block with n torch CPU threads (None: unchanged), then restore the setting."""
     before = torch.get_num_threads()
     if n is not None:
@@ -109,7 +114,7 @@ def _train_and_score(x, y, fit_idx, val_idx, settings, n_classes, lrs, wds, on_s
     for start in range(0, len(lrs), group):
         sl = slice(start, start + group)
         heads = train_heads(x, y, fit_idx, settings.seeds, lrs[sl], wds[sl], n_classes,
-                            settings.epochs, settings.batch_size, on_step)
+                            settings.epochs, settings.batch_size, on_step, max(settings.lrs))
         parts.append(score_heads(heads, x, y, val_idx))
     return Scores(*(torch.cat([getattr(p, f) for p in parts], dim=1)
                     for f in ("hits1", "hits5", "loss_sum")), parts[0].n)
@@ -131,8 +136,10 @@ def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lr: f
     y_te = torch.from_numpy(data.y_test).to(device)
     n_seeds = len(settings.seeds)
     all_idx = torch.arange(len(y_tr), device=device).expand(n_seeds, -1)
+    # same lr_ref as in the search, so the refit head is trained exactly like the chosen one
     heads = train_heads(x_tr, y_tr, all_idx, settings.seeds, [lr], [wd], data.n_classes,
-                        settings.epochs, settings.batch_size, lambda: on_step(1))
+                        settings.epochs, settings.batch_size, lambda: on_step(1),
+                        max(settings.lrs))
     test_idx = torch.arange(len(y_te), device=device).expand(n_seeds, -1)
     scores = score_heads(heads, x_te, y_te, test_idx)
     total = scores.n * n_seeds
