@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,7 @@ class _Engine:
         self.grams: list[torch.Tensor] = []
         self.bad: dict[str, set[int]] = {s.id: set() for s in specs}
         self.reasons: dict[tuple[str, int], str] = {}
+        self.stage_times: dict[str, float] = {}
 
     def gram(self, a: int, rows: slice | None = None) -> torch.Tensor:
         """Gram rows of model a (float32): from the cache or recomputed (bit-identical)."""
@@ -113,12 +115,25 @@ class _Engine:
         x = self.xs[a]
         return x @ x.T if rows is None else x[rows] @ x.T
 
+    def _stage(self, name: str, start: float) -> float:
+        """Log the wall time of a stage (after the device has finished it)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        log.info("stage %s: %.2f s", name, now - start)
+        self.stage_times[name] = now - start
+        return now
+
     def run(self) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="pysim-ranks-") as spill_dir:
             vectors = self.pass1(Path(spill_dir))
+            start = self._stage("per-model statistics", start)
             out = {key: self.products(vectors.pop(key)) for key in list(vectors)}
+            start = self._stage("products of stored vectors", start)
         if not self.plan.store:
             out.update(self.pass2())
+            self._stage("streamed pair products", start)
         for metric_id, bad in self.bad.items():
             for a in bad:
                 out[metric_id][a, :] = np.nan
