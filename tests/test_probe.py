@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from pysim.probe import ProbeData, ProbeSettings, stratified_split
 from pysim.probe.data import l2_normalize
 from pysim.probe.heads import batch_orders, init_heads, score_heads, train_heads
-from pysim.probe.search import WD_GRID, run_probe
+from pysim.probe.search import WD_GRID, coarse_to_fine, run_probe
 
 FAST = ProbeSettings(epochs=5, seeds=[0, 1])
 
@@ -142,3 +142,21 @@ def test_same_seed_same_record_and_l2_scale_invariance():
 def test_few_classes_top5_counts_every_class():
     data = gaussian_data(n_classes=3)
     assert run_probe(data, FAST, progress=False)["test_acc5"] == 1.0
+
+
+@pytest.mark.parametrize("peaks", [[37, 0, 112], [5, 90, 64]])
+def test_coarse_to_fine_finds_the_peak_of_unimodal_curves(peaks):
+    """Per learning rate a unimodal validation curve over the grid: the search hits its peak."""
+    calls = []
+
+    def evaluate(candidates):
+        calls.append(candidates)
+        return {(i, j): (-abs(j - peaks[i]) - 0.01 * i,) for i, j in candidates}
+
+    best, results = coarse_to_fine(evaluate, len(peaks))
+    assert all(max((j for (i2, j) in results if i2 == i), key=lambda j, i=i: results[i, j])
+               == peak for i, peak in enumerate(peaks))
+    assert best == (0, peaks[0])  # equal peaks: the first learning rate (smaller penalty)
+    assert len(calls) == 5 and len(calls[0]) == 8 * len(peaks)
+    assert all(len(c) <= 2 * len(peaks) for c in calls[1:])
+    assert len(results) <= (8 + 8) * len(peaks)

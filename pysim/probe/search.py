@@ -4,7 +4,7 @@ validation hold-out (mean over seeds), then a refit on the whole train split, sc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -74,26 +74,13 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
 
     def evaluate(candidates: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
         """Train heads for (lr index, wd index) candidates, return their validation keys."""
-        if not candidates:
-            return {}
         lrs = [settings.lrs[i] for i, _ in candidates]
         wds = [float(WD_GRID[j]) for _, j in candidates]
         scores = _train_and_score(x_tr, y_tr, fit_idx, val_idx, settings, data.n_classes,
-                                  lrs, wds, lambda: bar.update(len(candidates)))
+                                  lrs, wds, bar.update)
         return {c: _key(scores, g) for g, c in enumerate(candidates)}
 
-    results: dict[tuple[int, int], tuple] = {}
-    coarse = range(0, len(WD_GRID), COARSE_STEP)
-    results.update(evaluate([(i, j) for i in range(len(settings.lrs)) for j in coarse]))
-    peaks = {i: max(coarse, key=lambda j, i=i: results[i, j]) for i in range(len(settings.lrs))}
-    for span in REFINE_SPANS:
-        new = sorted({(i, j) for i, p in peaks.items() for j in (p - span, p + span)
-                      if 0 <= j < len(WD_GRID) and (i, j) not in results})
-        results.update(evaluate(new))
-        for i, p in peaks.items():
-            near = [j for j in (p, p - span, p + span) if (i, j) in results]
-            peaks[i] = max(near, key=lambda j, i=i: results[i, j])
-    best = max(peaks.items(), key=lambda item: results[item])
+    best, results = coarse_to_fine(evaluate, len(settings.lrs))
     lr, wd = settings.lrs[best[0]], float(WD_GRID[best[1]])
 
     test = _refit_and_test(data, settings, device, lr, wd, bar.update)
@@ -106,15 +93,45 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
     }
 
 
+def coarse_to_fine(evaluate: Callable[[list[tuple[int, int]]], dict[tuple[int, int], tuple]],
+                   n_lrs: int, grid_size: int = len(WD_GRID)
+                   ) -> tuple[tuple[int, int], dict[tuple[int, int], tuple]]:
+    """Best (lr index, weight-decay grid index) by a per-lr coarse-to-fine search.
+
+    `evaluate` maps a list of candidates to their ranking keys (higher is better; ties keep the
+    current peak). Every COARSE_STEP-th grid point first, then peak +- each REFINE_SPANS step;
+    each stage is one `evaluate` call over all learning rates. Returns the best candidate and
+    every evaluated key.
+    """
+    results: dict[tuple[int, int], tuple] = {}
+    coarse = range(0, grid_size, COARSE_STEP)
+    results.update(evaluate([(i, j) for i in range(n_lrs) for j in coarse]))
+    peaks = {i: max(coarse, key=lambda j, i=i: results[i, j]) for i in range(n_lrs)}
+    for span in REFINE_SPANS:
+        new = sorted({(i, j) for i, p in peaks.items() for j in (p - span, p + span)
+                      if 0 <= j < grid_size and (i, j) not in results})
+        if new:
+            results.update(evaluate(new))
+        for i, p in peaks.items():
+            near = [j for j in (p, p - span, p + span) if (i, j) in results]
+            peaks[i] = max(near, key=lambda j, i=i: results[i, j])
+    return max(peaks.items(), key=lambda item: results[item]), results
+
+
 def _train_and_score(x, y, fit_idx, val_idx, settings, n_classes, lrs, wds, on_step) -> Scores:
-    """Train candidates in memory-bounded groups and concatenate their validation scores."""
+    """Train candidates in memory-bounded groups and concatenate their validation scores.
+
+    on_step(k) is called after every training step of k heads (per seed).
+    """
     per_head = 5 * 4 * len(settings.seeds) * (x.shape[1] + 1) * n_classes
     group = max(1, HEAD_MEMORY // per_head)
     parts = []
     for start in range(0, len(lrs), group):
         sl = slice(start, start + group)
+        n_group = len(lrs[sl])
         heads = train_heads(x, y, fit_idx, settings.seeds, lrs[sl], wds[sl], n_classes,
-                            settings.epochs, settings.batch_size, on_step, max(settings.lrs))
+                            settings.epochs, settings.batch_size, lambda k=n_group: on_step(k),
+                            max(settings.lrs))
         parts.append(score_heads(heads, x, y, val_idx))
     return Scores(*(torch.cat([getattr(p, f) for p in parts], dim=1)
                     for f in ("hits1", "hits5", "loss_sum")), parts[0].n)
