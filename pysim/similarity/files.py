@@ -11,7 +11,14 @@ import numpy as np
 
 from pysim.config import load_metrics
 from pysim.errors import InputError
-from pysim.io import Similarities, read_attrs, read_features, read_subset, write_similarities
+from pysim.io import (
+    Similarities,
+    SplitFeatures,
+    read_attrs,
+    read_features,
+    read_subset,
+    write_similarities,
+)
 from pysim.similarity.engine import compute_similarities
 from pysim.similarity.memory import current_rss, parse_size
 from pysim.similarity.prepare import prepare_features
@@ -60,8 +67,9 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
         if model_id in features:
             raise InputError(f"{path}: model '{model_id}' is given twice")
         split = read_features(path, "train")
-        if first is None:
-            first, dataset = (model_id, split), attrs.get("dataset")
+        if first is None:  # keep keys and targets only, not the features
+            first = (model_id, SplitFeatures(np.empty((0, 0)), split.targets, split.keys))
+            dataset = attrs.get("dataset")
             if subset_path is not None:
                 indices = _subset_indices(subset_path, len(split))
         else:
