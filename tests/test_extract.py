@@ -92,6 +92,15 @@ def test_corrupt_sample_skipped_and_recorded_or_strict(demo_root, tmp_path):
     assert not (tmp_path / "g.h5").exists()
 
 
+def test_dataset_without_test_split_writes_train_only(demo_root, tmp_path):
+    from pysim.io import has_split
+
+    shutil.copytree(demo_root / "wds_demo_shapes" / "train", tmp_path / "wds_demo_shapes" / "train")
+    out = extract(DEMO_TABLE, "mae_vit_base_p16", tmp_path, "wds/demo_shapes", tmp_path / "f.h5",
+                  OPTS)
+    assert has_split(out, "train") and not has_split(out, "test")
+
+
 def test_bad_inputs_are_input_errors(demo_root, tmp_path):
     with pytest.raises(InputError, match="no model 'nope'"):
         extract(DEMO_TABLE, "nope", demo_root, DATASET, tmp_path / "f.h5", OPTS)

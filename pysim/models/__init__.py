@@ -3,6 +3,10 @@
 Sources (DESIGN §3): timm, torchvision, OpenCLIP (`custom` OpenCLIP_<variant>_<tag> entries and
 `open_clip`), `ssl` ids of the original study, torch `hub`, and Kakaobrain ALIGN (transformers).
 `resolve_report` maps a model table to loaders and weight sources without downloading.
+
+Besides the seed keys, `model_parameters` may hold `model_kwargs` (passed to the source's
+constructor, e.g. timm `img_size`, open_clip `vision_cfg`) and `input_size` (square resize +
+center crop of the model's own preprocessing, e.g. 32 for the demo models).
 """
 
 from __future__ import annotations

@@ -257,8 +257,8 @@ def resolve_report(models: dict[str, ModelEntry],
             failed.append(model_id)
             lines.append(f"  {model_id} -> UNRESOLVED: {str(exc).split(': ', 1)[-1]}")
             continue
-        state = "local" if res.weights_file or not res.pretrained else \
-            ("cached" if res.cached() else "not cached")
+        state = "no download" if not res.pretrained else "local file" if res.weights_file \
+            else ("cached" if res.cached() else "not cached")
         tag = f" [{res.tag}]" if res.tag else ""
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
                      f" ({state})")
