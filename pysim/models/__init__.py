@@ -47,6 +47,10 @@ def _enter_offline() -> None:
 def describe_transform(transform: Any) -> dict[str, Any]:
     """Resize, crop, mean, std and interpolation of a torchvision-style transform pipeline."""
     out: dict[str, Any] = {}
+    if hasattr(transform, "crop_size") and hasattr(transform, "resize_size"):  # torchvision preset
+        return {"resize": list(transform.resize_size), "crop": list(transform.crop_size),
+                "interpolation": str(transform.interpolation.value),
+                "mean": list(transform.mean), "std": list(transform.std)}
     for t in getattr(transform, "transforms", [transform]):
         name = type(t).__name__
         if "Resize" in name and hasattr(t, "size"):

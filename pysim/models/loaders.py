@@ -94,7 +94,8 @@ def build_torchvision(entry: ModelEntry, res: Resolution) -> Built:
     from torchvision.transforms._presets import ImageClassification
 
     kwargs = _kwargs(entry)
-    enum = tvm.get_model_weights(res.name)[res.tag] if res.tag else None
+    tag = res.extra.get("transforms_of")
+    enum = tvm.get_model_weights(res.name)[tag] if tag else None
     if res.pretrained and not res.weights_file:
         model = tvm.get_model(res.name, weights=enum, **kwargs)
     else:
@@ -107,11 +108,7 @@ def build_torchvision(entry: ModelEntry, res: Resolution) -> Built:
     if size is not None:
         preset = ImageClassification(crop_size=size, resize_size=size, mean=preset.mean,
                                      std=preset.std, interpolation=preset.interpolation)
-    mean, std = tuple(preset.mean), tuple(preset.std)
-    resize = preset.resize_size[0] if isinstance(preset.resize_size, (list, tuple)) \
-        else preset.resize_size
-    crop = preset.crop_size[0] if isinstance(preset.crop_size, (list, tuple)) else preset.crop_size
-    return model, imagenet_transform(crop, resize, mean, std), model, 1
+    return model, preset, model, 1  # the weights' own transform (PIL in, tensor out)
 
 
 def build_open_clip(entry: ModelEntry, res: Resolution) -> Built:

@@ -135,6 +135,7 @@ def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
     res = Resolution(entry.model_id, "torchvision", name,
                      str(enum).split(".")[-1] if enum else None)
     res.extra["weights_enum"] = str(enum) if enum else None
+    res.extra["transforms_of"] = res.tag  # the weights' preprocessing, even for random init
     if _weights_or(res, entry, wfile):
         return res
     if enum is None:
