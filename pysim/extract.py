@@ -83,14 +83,14 @@ def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
             images = images.to(opts.device, non_blocking=True)
             if opts.device.startswith("cuda"):
                 images = images.contiguous(memory_format=torch.channels_last)
-            chunks.append(extractor(images).float().cpu())
+            chunks.append(extractor(images).float())  # stays on the device: no sync per batch
             positions.append(pos)
     if not chunks:
         raise InputError(f"split {split_path}: no sample could be decoded")
     if skipped:
         log.warning("%s: skipped %d corrupt samples (first: %s)", split_path, len(skipped),
                     skipped[0])
-    feats = torch.cat(chunks).numpy()
+    feats = torch.cat(chunks).cpu().numpy()
     pos = torch.cat(positions).numpy()
     bad = ~np.isfinite(feats).all(axis=1)
     if bad.any():
