@@ -100,4 +100,5 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.select(self.module_output(images))
+        # clone: a token slice is a view that would keep the whole token tensor alive
+        return self.select(self.module_output(images)).clone()
