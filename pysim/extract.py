@@ -109,6 +109,9 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
     opts = opts or ExtractOptions()
     if opts.threads:
         torch.set_num_threads(opts.threads)
+    elif "OMP_NUM_THREADS" not in os.environ and hasattr(os, "sched_getaffinity"):
+        # the CPUs this task may use (SLURM/cgroup cpusets), not every core of the node
+        torch.set_num_threads(min(torch.get_num_threads(), len(os.sched_getaffinity(0))))
     if opts.precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.batch_size < 1 or opts.num_workers < 0:
