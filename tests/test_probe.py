@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from pysim.probe import ProbeData, ProbeSettings, stratified_split
 from pysim.probe.data import l2_normalize
-from pysim.probe.heads import batch_orders, init_heads, score_heads, train_heads
+from pysim.probe.heads import Heads, batch_orders, init_heads, score_heads, train_heads
 from pysim.probe.search import WD_GRID, coarse_to_fine, run_probe
 
 FAST = ProbeSettings(epochs=5, seeds=[0, 1])
@@ -96,9 +96,10 @@ def test_scores_count_top1_top5_hits():
     y = torch.tensor([0, 1, 2, 3, 4, 5])
     weight = torch.eye(6)[None].clone()
     weight[0, 5, 5] = -1.0  # sample 5 ranks its class last
-    heads_scores = score_heads(type("H", (), {"weight": weight, "bias": torch.zeros(1, 1, 6),
-                                              "n_classes": 6})(), x, y, torch.arange(6)[None])
-    assert heads_scores.hits1.tolist() == [[5]] and heads_scores.hits5.tolist() == [[5]]
+    weight[0, 4, :] = torch.tensor([0.0, 1, 2, 3, 0.5, 4])  # sample 4: its class ranks 5th
+    scores = score_heads(Heads(weight, torch.zeros(1, 1, 6), 6), x, y, torch.arange(6)[None])
+    assert scores.hits1.tolist() == [[4]] and scores.hits5.tolist() == [[5]]
+    assert scores.n == 6
 
 
 def test_linearly_separable_data_is_classified_perfectly():
