@@ -7,8 +7,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-export PATH="$root/.venv/bin:$root/.tools/bin:$PATH"
-image="$root/containers/pysim-cpu.sif"
+export PATH="$root/.tools/bin:$PATH"
+image="${PYSIM_CONTAINER_IMAGE:-$root/containers/pysim-cpu.sif}"   # a .sif or a sandbox folder
 out="${PYSIM_CONTAINER_TEST_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pysim-container-test.XXXXXX")}"
 mkdir -p "$out"
 userns=false
@@ -22,31 +22,32 @@ ns_flag=""; [ "$userns" = true ] && ns_flag="--userns"
 log() { echo "test-containers: $*" >&2; }
 now() { date +%s; }
 
-if [ ! -f "$image" ]; then
+if [ ! -e "$image" ]; then
     log "building $image"
     t=$(now); make --no-print-directory containers CONTAINERS=cpu; build_s=$(( $(now) - t ))
     log "build time: ${build_s} s"
 fi
-log "image size: $(du -h "$image" | cut -f1) ($image)"
+log "image size: $(du -sh "$image" | cut -f1) ($image)"
 
 log "image self-test (%test) and imports"
 apptainer test $ns_flag "$image"
-apptainer exec $ns_flag "$image" python -c \
+apptainer exec $ns_flag "$image" python -I -c \
     'import torch, torchvision, timm, open_clip, pysim; print("torch", torch.__version__, "timm", timm.__version__, "open_clip", open_clip.__version__)'
 
-run_workflow() {  # name, extra args...
-    local name="$1"; shift
+run_workflow() {  # name, PATH, extra args...
+    local name="$1" path="$2"; shift 2
     local t; t=$(now)
-    (cd "$out" && nextflow -q run "$root/main.nf" -profile "$@" --outdir "$out/$name" \
+    (cd "$out" && PATH="$path" nextflow -q run "$root/main.nf" -profile "$@" --outdir "$out/$name" \
         -w "$out/work-$name" > "$out/$name.log" 2>&1) \
         || { log "$name run failed; log: $out/$name.log"; tail -30 "$out/$name.log" >&2; exit 1; }
     log "$name run: $(( $(now) - t )) s"
 }
-run_workflow host test
-run_workflow apptainer test,apptainer --apptainer_userns "$userns"
+# Host run: the checkout's environment; container run: only what the image has.
+run_workflow host "$root/.venv/bin:$PATH" test
+run_workflow apptainer "$PATH" test,apptainer --container "$image" --apptainer_userns "$userns"
 
 log "comparing $out/host with $out/apptainer"
-python - "$out/host" "$out/apptainer" <<'PY'
+"$root/.venv/bin/python" - "$out/host" "$out/apptainer" <<'PY'
 """Similarity matrices and subsets of the two runs must agree (1e-6 absolute, same ids)."""
 import json
 import sys
