@@ -184,7 +184,9 @@ def test_resume_after_a_finished_run_caches_every_task(reference_run):
 
 def test_adding_a_model_reruns_only_what_depends_on_it(reference_run):
     launch, inputs = reference_run["launch"], reference_run["inputs"]
-    write_inputs(inputs["models"].parent, (*TEST_MODELS, EXTRA_MODEL))
+    table = json.loads(inputs["models"].read_text())
+    table[EXTRA_MODEL] = json.loads((DEMO / "models.json").read_text())[EXTRA_MODEL]
+    inputs["models"].write_text(json.dumps(table, indent=2))  # appended: the others unchanged
     proc = run_nf([*demo_run_args(inputs), "-resume"], cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     status = {row["name"]: row["status"] for row in read_trace(launch / TRACE)}
