@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "assets" / "demo"
 # A few cheap demo models and two datasets keep each real run near a minute on 2 cores.
-TEST_MODELS = ("timm_vit_tiny", "timm_resnet10t", "openclip_tiny_rn")
+TEST_MODELS = ("timm_vit_tiny", "dino_vit_small_p16", "openclip_tiny_rn")
 EXTRA_MODEL = "tv_resnet18"
 TEST_DATASETS = ("wds/demo_digits", "wds/demo_shapes")
 
