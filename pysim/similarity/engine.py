@@ -44,7 +44,11 @@ class MemoryPlan:
 
 def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
                 median: bool) -> MemoryPlan:
-    """Choose block sizes so that the engine's own allocations stay within `budget` bytes."""
+    """Choose block sizes so that the engine's own allocations stay within `budget` bytes.
+
+    A fifth of the budget is left as headroom for allocator overhead and small temporaries.
+    """
+    budget = int(budget * 0.8)
     pairs = n * (n - 1) // 2
     gram = 4 * n * n
     chunk = int(np.clip(budget // 10 // (n * 8 * 8), 1, n))

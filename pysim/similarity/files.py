@@ -20,7 +20,7 @@ from pysim.io import (
     write_similarities,
 )
 from pysim.similarity.engine import compute_similarities
-from pysim.similarity.memory import current_rss, parse_size
+from pysim.similarity.memory import current_rss, parse_size, return_freed_memory
 from pysim.similarity.prepare import prepare_features
 
 log = logging.getLogger("pysim.similarity")
@@ -55,6 +55,7 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
     """
     from pysim.cli import resolve_device
 
+    return_freed_memory()
     start_rss = current_rss()
     metrics = load_metrics(metrics_path)
     device = resolve_device(device)
