@@ -44,7 +44,7 @@ def nf_env() -> dict[str, str]:
     return env
 
 
-def run_nf(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_nf(args: list[str], cwd: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run `nextflow <args>` in cwd and return the finished process (stdout and stderr text)."""
     return subprocess.run([nextflow_bin(), *args], cwd=cwd, env=nf_env(), text=True,
                           capture_output=True, timeout=timeout)

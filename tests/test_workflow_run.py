@@ -132,7 +132,7 @@ def test_kill_then_resume_recomputes_nothing_finished(reference_run, tmp_path):
               for name, path in reference_run["inputs"].items()}
     args = demo_run_args(inputs)
     proc = start_nf(args, tmp_path)
-    deadline = time.monotonic() + 480
+    deadline = time.monotonic() + 900
     while len(_completed_rows(tmp_path / TRACE)) < 5:
         assert proc.poll() is None, (tmp_path / "nextflow.out").read_text()[-3000:]
         assert time.monotonic() < deadline, "no task finished in time"
