@@ -231,10 +231,10 @@ class _Engine:
                     else:
                         bufs[metric_id][a].zero_()
                 del g
-            for metric_id, buf in bufs.items():
-                flat = buf.view(m, -1)
+            for metric_id in list(bufs):
+                flat = bufs.pop(metric_id).view(m, -1)  # freed right after its product
                 acc[metric_id] += flat @ flat.T
-            del bufs
+                del flat
         return {k: _normalised_products(v) for k, v in acc.items()}
 
 
