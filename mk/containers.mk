@@ -33,4 +33,4 @@ containers/pysim-%.sif: containers/pysim-%.def containers/constraints.txt pyproj
 	mv $@.partial $@
 
 test-containers: setup
-	APPTAINER="$(APPTAINER)" APPTAINER_SETUP="$(APPTAINER_SETUP)" scripts/test-containers.sh
+	scripts/test-containers.sh

@@ -53,27 +53,30 @@ import json
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from pysim.io import read_similarities
+
 host, cont = Path(sys.argv[1]), Path(sys.argv[2])
-sims = sorted(p.name for p in (host / "similarities").glob("*.h5"))
-assert sims, "no similarity files in the host run"
-assert sims == sorted(p.name for p in (cont / "similarities").glob("*.h5")), "file sets differ"
+names = sorted(p.name for p in (host / "similarities").glob("*.h5"))
+assert names, "no similarity files in the host run"
+assert names == sorted(p.name for p in (cont / "similarities").glob("*.h5")), "file sets differ"
 worst = 0.0
-for name in sims:
-    with h5py.File(host / "similarities" / name) as a, h5py.File(cont / "similarities" / name) as b:
-        assert list(a.attrs["model_ids"]) == list(b.attrs["model_ids"]), f"{name}: model ids"
-        assert sorted(a.keys()) == sorted(b.keys()), f"{name}: metric sets differ"
-        for metric in a:
-            x, y = a[metric][()], b[metric][()]
-            assert x.shape == y.shape and np.isfinite(x).all() == np.isfinite(y).all()
-            diff = float(np.nanmax(np.abs(x - y))) if x.size else 0.0
-            worst = max(worst, diff)
-            print(f"  {name} {metric}: max |diff| = {diff:.3g}")
+for name in names:
+    a = read_similarities(host / "similarities" / name)
+    b = read_similarities(cont / "similarities" / name)
+    assert sorted(a.model_ids) == sorted(b.model_ids), f"{name}: model ids differ"
+    assert sorted(a.matrices) == sorted(b.matrices), f"{name}: metric sets differ"
+    order = [list(a.model_ids).index(m) for m in b.model_ids]
+    for metric, y in b.matrices.items():
+        x = np.asarray(a.matrices[metric])[np.ix_(order, order)]
+        assert np.array_equal(np.isnan(x), np.isnan(np.asarray(y))), f"{name} {metric}: NaNs"
+        diff = float(np.nanmax(np.abs(x - y))) if x.size else 0.0
+        worst = max(worst, diff)
+        print(f"  {name} {metric}: max |diff| = {diff:.3g}")
 for p in sorted((host / "subsets").glob("*.json")):
     assert json.loads(p.read_text()) == json.loads((cont / "subsets" / p.name).read_text()), p.name
-print(f"{len(sims)} similarity files, max |diff| = {worst:.3g}")
+print(f"{len(names)} similarity files, max |diff| = {worst:.3g}")
 sys.exit(0 if worst <= 1e-6 else 1)
 PY
 log "OK (outputs in $out)"
