@@ -47,6 +47,7 @@ def helpText() {
       --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
       --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
       --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
+      --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
       --permutations N         Mantel permutations                                  [${params.permutations}]
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
       --publish_mode MODE      copy, link, symlink, ...                             [${params.publish_mode}]

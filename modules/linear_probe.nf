@@ -1,4 +1,5 @@
 // LINEAR_PROBE: test accuracy of a linear classifier on one model's features of one dataset.
+// Label cpu_large: a linear head on a few thousand cached features is cheap on CPU cores.
 process LINEAR_PROBE {
     tag "${model_id} ${key}"
     label 'cpu_large'
@@ -15,7 +16,8 @@ process LINEAR_PROBE {
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-probe --features ${features} --out '${model_id}.json' \\
         --lrs ${params.probe_lrs} --epochs ${params.probe_epochs} \\
-        --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion}
+        --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion} \\
+        --device cpu${params.probe_test_from_train ? ' --test-from-train' : ''}
     """
 
     stub:
