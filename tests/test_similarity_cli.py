@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_reference import reference_matrices
 
 from pysim.cli import run
 from pysim.config import load_metrics
 from pysim.io import SplitFeatures, read_similarities, write_features
 from pysim.similarity import compute_similarities
-from tests.sim_reference import reference_matrices
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_METRICS = ROOT / "tests" / "fixtures" / "seed" / "similarity_metric_config_local_global.json"

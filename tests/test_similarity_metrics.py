@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sim_reference import reference_matrices
 from threadpoolctl import threadpool_limits
 
 from pysim.config import MetricSpec
 from pysim.similarity import compute_similarities
 from pysim.similarity.engine import MemoryPlan
-from tests.sim_reference import reference_matrices
 
 ALL_METRICS = [
     MetricSpec("cka", "linear", True),
