@@ -16,12 +16,18 @@ from slurm_cluster import SlurmCluster, unavailable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
-# The first attempt of MAKE_SUBSET asks for far less memory than Python needs; the cluster's
-# OverMemoryKill ends it, and base.config's retry gives the next attempt more.
+# The first attempt of MAKE_SUBSET asks for 100 MB and, before its script, holds 400 MB for
+# a few seconds (a fast task alone can finish before SLURM's 1 s memory sampling sees it);
+# the cluster's OverMemoryKill ends it, and base.config's retry gives the next attempt more.
 MEMORY_KILL_CONFIG = """
 process {
     withName: 'MAKE_SUBSET' {
-        memory = { task.attempt == 1 ? 20.MB : 1.GB * task.attempt }
+        memory = { task.attempt == 1 ? 100.MB : 1.GB * task.attempt }
+        beforeScript = {
+            task.attempt == 1
+                ? "python3 -c 'import time; b = b\\"x\\" * (400 << 20); time.sleep(8)'"
+                : ''
+        }
     }
 }
 """
@@ -66,5 +72,5 @@ def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(cluster, tmp_
         attempts = sorted((row for row in subsets if row["tag"] == key),
                           key=lambda row: int(row["attempt"]))
         assert [row["status"] for row in attempts] == ["FAILED", "COMPLETED"], attempts
-        assert attempts[0]["memory"] == "20 MB" and attempts[1]["memory"] == "2 GB"
+        assert attempts[0]["memory"] == "100 MB" and attempts[1]["memory"] == "2 GB"
     assert (tmp_path / "results" / "report" / "index.html").is_file()
