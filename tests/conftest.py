@@ -35,6 +35,19 @@ def assert_bad_input(proc: subprocess.CompletedProcess, *fragments: str) -> None
 
 
 @pytest.fixture
+def one_thread():
+    """Torch and BLAS on one thread: tiny computations only lose time to thread pools."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def seed_dir() -> Path:
     """Directory with the original study's config files (the project's own copies)."""
     return SEED

@@ -7,7 +7,6 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from threadpoolctl import threadpool_limits
 
 from pysim.probe import ProbeData, ProbeSettings, stratified_split
 from pysim.probe.data import l2_normalize
@@ -61,14 +60,6 @@ def reference_adamw(x, y, init_w, init_b, order, lr, wd, epochs, batch_size):
     return model.weight.detach().T, model.bias.detach()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny reference computations: several threads only add overhead on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("lrs", [[1e-2], [1e-1, 1e-3]])

@@ -8,7 +8,6 @@ import re
 import numpy as np
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from pysim.config import MetricSpec
 from pysim.errors import InputError
@@ -23,14 +22,7 @@ METRICS = [MetricSpec("cka", "linear", True), MetricSpec("cka", "rbf", False, 0.
            MetricSpec("mutual_knn", k=7)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test box is shared: 2-thread BLAS/torch pools spin badly under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def models(n: int = 203, widths=(8, 33, 64, 250), seed: int = 0) -> dict[str, np.ndarray]:

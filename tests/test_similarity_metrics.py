@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sim_reference import reference_matrices
 from threadpoolctl import threadpool_limits
 
@@ -28,14 +27,7 @@ ALL_METRICS = [
 SMALL_PLAN = MemoryPlan(chunk=23, block=37, cache_grams=False, spill_ranks=True, columns=1000)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The test box is shared: 2-thread BLAS/torch pools spin badly under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
