@@ -6,7 +6,6 @@ Every problem is an InputError naming the file, the entry and the reason.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pysim.errors import InputError
+from pysim.io import read_json
 
 MODEL_SOURCES = ("timm", "torchvision", "custom", "ssl", "open_clip", "hub")
 CATEGORY_COLUMNS = ("objective", "architecture_class", "dataset_class", "size_class")
@@ -23,29 +23,6 @@ RSA_METHODS = ("correlation", "cosine", "euclidean")
 CORR_METHODS = ("pearson", "spearman")
 SIGMA_MODES = ("absolute", "median")
 SPLIT_NAMES = ("train", "test")
-
-
-def _load_json_strict(path: str | os.PathLike) -> Any:
-    """Parse JSON, reporting the line of a syntax error and rejecting duplicate object keys."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-
-    def no_duplicates(pairs):
-        seen = {}
-        for key, value in pairs:
-            if key in seen:
-                raise InputError(f"{path}: duplicate key '{key}'")
-            seen[key] = value
-        return seen
-
-    try:
-        return json.loads(text, object_pairs_hook=no_duplicates)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: "
-                         f"{exc.msg}") from None
 
 
 # --- models -----------------------------------------------------------------------------
@@ -67,7 +44,7 @@ class ModelEntry:
 
 def load_models(path: str | os.PathLike) -> dict[str, ModelEntry]:
     """Load a model table (JSON object keyed by model id) in the seed format."""
-    data = _load_json_strict(path)
+    data = read_json(path, reject_duplicates=True)
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path}: model table must be a non-empty JSON object keyed by model id")
     return {model_id: _model_entry(path, model_id, entry) for model_id, entry in data.items()}
@@ -158,7 +135,7 @@ def load_dataset_list(path: str | os.PathLike) -> list[str]:
 
 def load_dataset_info(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     """Optional dataset table: id -> {'name', 'domain'} (format of dataset_info.json)."""
-    data = _load_json_strict(path)
+    data = read_json(path, reject_duplicates=True)
     if not isinstance(data, dict):
         raise InputError(f"{path}: dataset info must be a JSON object keyed by dataset id")
     for dataset_id, entry in data.items():
@@ -234,7 +211,7 @@ class MetricSpec:
 
 def load_metrics(path: str | os.PathLike) -> list[MetricSpec]:
     """Load a metric list (seed format plus the extra keys of DESIGN §3); ids must be unique."""
-    data = _load_json_strict(path)
+    data = read_json(path, reject_duplicates=True)
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: metric list must be a non-empty JSON list")
     specs = [_metric_spec(path, i, e) for i, e in enumerate(data)]

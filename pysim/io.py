@@ -47,15 +47,24 @@ def write_csv(path: str | os.PathLike, frame) -> None:
         frame.to_csv(tmp, index=False)
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    """Read JSON; a missing or malformed file is bad input naming the file and line."""
+def read_json(path: str | os.PathLike, reject_duplicates: bool = False) -> Any:
+    """Read JSON; a missing or malformed file (or, if asked, a repeated key) is bad input."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+
+    def no_duplicates(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise InputError(f"{path}: duplicate key '{key}'")
+            seen[key] = value
+        return seen
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=no_duplicates if reject_duplicates else None)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: "
                          f"{exc.msg}") from None
