@@ -1,10 +1,9 @@
 """Demo data and demo inputs: CLIP-benchmark layout, byte-identical per seed, assets load."""
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_cli
 from pysim.config import (
     CATEGORY_COLUMNS,
     check_dataset_dirs,
@@ -26,8 +25,7 @@ def digest(root: Path) -> dict[str, str]:
 
 
 def test_demo_data_layout_and_byte_identical(tmp_path):
-    proc = subprocess.run([sys.executable, str(ROOT / "bin" / "pysim-demo-data"),
-                           "--out-dir", str(tmp_path / "a")], capture_output=True, text=True)
+    proc = run_cli("pysim-demo-data", "--out-dir", tmp_path / "a")
     assert proc.returncode == 0, proc.stderr
     ids = proc.stdout.split()
     assert ids == load_dataset_list(ASSETS / "datasets.txt")

@@ -4,7 +4,6 @@ determinism, corrupt samples, and the pysim-extract entry point (success, offlin
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_cli
 from pysim.config import load_models
 from pysim.data import index_split
 from pysim.demo import write_demo_datasets
@@ -113,8 +113,7 @@ def _cli(*args, env=None):
     env = {**os.environ, **(env or {}),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), bindir,
                                     os.environ["PATH"]])}
-    return subprocess.run([sys.executable, str(ROOT / "bin" / args[0]), *args[1:]],
-                          capture_output=True, text=True, env=env)
+    return run_cli(*args, env=env)
 
 
 def test_cli_extract_matches_library(demo_root, tmp_path):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sim_reference import reference_matrices
 
+from conftest import run_cli
 from pysim.cli import run
 from pysim.config import load_metrics
 from pysim.io import SplitFeatures, read_similarities, write_features
@@ -53,9 +54,7 @@ def features(tmp_path_factory):
 
 def run_similarity(*args: str) -> subprocess.CompletedProcess:
     """The entry point as a user runs it (a fresh process)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "bin" / "pysim-similarity"), *args],
-                          capture_output=True, text=True, env=env)
+    return run_cli("pysim-similarity", *args, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def run_in_process(args: list[str], monkeypatch, capsys) -> tuple[int, str]:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import run_cli
 from pysim.io import SplitFeatures, write_features
 from pysim.subset import class_quotas, stratified_indices
-
-BIN = Path(__file__).resolve().parents[1] / "bin"
 
 
 def write_targets(path: Path, targets: np.ndarray, dataset: str = "wds_toy") -> Path:
@@ -23,11 +20,6 @@ def write_targets(path: Path, targets: np.ndarray, dataset: str = "wds_toy") -> 
     write_features(path, {"train": split}, {"model_id": "m", "dataset": dataset,
                                            "module_name": "head"})
     return path
-
-
-def run_subset(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(BIN / "pysim-subset"), *args],
-                          capture_output=True, text=True)
 
 
 def test_classes_are_as_even_as_their_sizes_allow():
@@ -61,8 +53,8 @@ def test_cli_writes_identical_output_for_identical_input(tmp_path):
     feats = write_targets(tmp_path / "m.h5", targets)
     outs = [tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"]
     for out, seed in zip(outs, (3, 3, 4), strict=True):
-        proc = run_subset("--features", str(feats), "--out", str(out), "--max-samples", "120",
-                          "--seed", str(seed))
+        proc = run_cli("pysim-subset", "--features", feats, "--out", out,
+                       "--max-samples", "120", "--seed", str(seed))
         assert proc.returncode == 0, proc.stderr
     assert outs[0].read_bytes() == outs[1].read_bytes()
     subset = json.loads(outs[0].read_text())
@@ -81,7 +73,7 @@ def test_cli_bad_input_exits_2(tmp_path, args, reason):
     feats = write_targets(tmp_path / "m.h5", np.zeros(10, np.int64))
     base = {"--features": str(feats), "--out": str(tmp_path / "s.json")}
     base.update(dict(zip(args[::2], args[1::2], strict=True)))
-    proc = run_subset(*[x for kv in base.items() for x in kv])
+    proc = run_cli("pysim-subset", *[x for kv in base.items() for x in kv])
     assert proc.returncode == 2
     assert reason in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "s.json").exists()
