@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pysim.errors import InputError
+from pysim.io import atomic_path
 
 IMAGE_SIZE = 32
 TRAIN_PER_CLASS = {"demo_digits": 30, "demo_textures": 40, "demo_shapes": 50}
@@ -139,16 +140,19 @@ def _write_split(sdir: Path, samples: list, n_shards: int, rng: np.random.Genera
     sdir.mkdir(parents=True, exist_ok=True)
     order = rng.permutation(len(samples))  # interleave classes as real shards do
     for shard, chunk in enumerate(np.array_split(order, n_shards)):
-        path = sdir / f"{shard}.tar"
-        tmp = sdir / f".{shard}.tar.tmp"
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        with atomic_path(sdir / f"{shard}.tar") as tmp, \
+                tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
             for i in chunk:
                 img, label = samples[int(i)]
                 key = f"s{int(i):07d}"
                 _add(tar, f"{key}.png", _png(img))
                 _add(tar, f"{key}.cls", f"{label}\n".encode())
-        tmp.replace(path)
-    (sdir / "nshards.txt").write_text(f"{n_shards}\n")
+    _write_text(sdir / "nshards.txt", f"{n_shards}\n")
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_demo_datasets(out_dir: str | Path, seed: int = 0) -> list[str]:
@@ -163,5 +167,5 @@ def write_demo_datasets(out_dir: str | Path, seed: int = 0) -> list[str]:
         ddir = out_dir / f"wds_{name}"
         _write_split(ddir / "train", samples["train"], TRAIN_SHARDS, rng)
         _write_split(ddir / "test", samples["test"], 1, rng)
-        (ddir / "classnames.txt").write_text("\n".join(classnames) + "\n")
+        _write_text(ddir / "classnames.txt", "\n".join(classnames) + "\n")
     return list(DATASET_IDS)
