@@ -42,7 +42,7 @@ def helpText() {
       --batch_size N           extraction batch size                                [${params.batch_size}]
       --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
       --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
-      --max_memory SIZE        memory cap for similarity kernels (e.g. 8G)          [${params.max_memory}]
+      --similarity_memory SIZE memory budget of the similarity engine (e.g. 48.GB)  [80% of the task's memory]
       --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
       --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
       --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
@@ -52,16 +52,24 @@ def helpText() {
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
       --publish_mode MODE      copy, link, symlink, ...                             [${params.publish_mode}]
       --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
+    Weights (offline compute nodes):
+      --weights_dir DIR        folder filled by bin/pysim-fetch-weights; every task sees it as
+                               HF_HOME, TORCH_HOME, PYSIM_OPENCLIP_CACHE (bound under apptainer) [${params.weights_dir}]
     SLURM (-profile slurm):
       --cpu_partition P        partition of CPU tasks                               [${params.cpu_partition}]
       --gpu_partition P        partition of GPU tasks                               [${params.gpu_partition}]
       --gpu_gres G             GPU request of GPU tasks                             [${params.gpu_gres}]
       --slurm_account A        account charged                                      [${params.slurm_account}]
-      --slurm_queue_size N     jobs queued at once                                  [${params.slurm_queue_size}]
+      --slurm_queue_size N     jobs queued at once (keep it under your QOS submit limit) [${params.slurm_queue_size}]
+      --slurm_retry_reason RE  sbatch errors retried later (regex)                  [see nextflow.config]
     Apptainer (-profile apptainer):
-      --container_dir DIR      folder with the .sif images                          [${params.container_dir}]
-    Limits (cap every task's request):
-      --max_cpus N / --max_memory_per_task SIZE / --max_time DURATION
+      --container FILE|URI     the image of every task                             [${params.container}]
+      --container_dir DIR      folder with pysim-cpu.sif / pysim-gpu.sif            [${params.container_dir}]
+      --apptainer_binds A,B    more host folders bound into every task              [${params.apptainer_binds}]
+    Limits (cap every task's request; set them to your partitions' limits):
+      --max_cpus N             [${params.max_cpus}]
+      --max_memory SIZE        [${params.max_memory}]
+      --max_time DURATION      [${params.max_time}]
     """.stripIndent()
 }
 
@@ -97,6 +105,37 @@ def checkParams() {
             fail("--${name} must be a positive integer, got '${params[name]}'")
         }
     }
+    if (params.max_memory != null && params.max_memory !instanceof Boolean) {
+        checkSize('max_memory')
+    }
+    if (params.similarity_memory != null) {
+        checkSize('similarity_memory')
+    }
+    if (params.weights_dir != null && !file(params.weights_dir.toString()).isDirectory()) {
+        fail("--weights_dir: folder not found: ${params.weights_dir} (fill it with bin/pysim-fetch-weights)")
+    }
+    checkContainer()
+}
+
+/** A size parameter must read as a memory size (e.g. 48.GB, 512 MB). */
+def checkSize(String name) {
+    try {
+        new nextflow.util.MemoryUnit(params[name].toString())
+    } catch (Exception ignored) {
+        fail("--${name}: cannot read size '${params[name]}' (examples: 48.GB, 512 MB)")
+    }
+}
+
+/** Under apptainer, a local image must exist: GPU tasks never fall back to the CPU image. */
+def checkContainer() {
+    def image = workflow.containerEngine ? workflow.container : null
+    if (!(image instanceof String) || image.contains('://') || file(image).exists()) {
+        return
+    }
+    def gpu = image.endsWith('pysim-gpu.sif')
+    fail("-profile apptainer: image not found: ${image}" + (gpu
+        ? ' (GPU tasks run on CUDA); build it with `make containers CONTAINERS=gpu`, or name one with --container or --container_dir'
+        : '; build it with `make containers CONTAINERS=cpu`, or name one with --container or --container_dir'))
 }
 
 /** The model table as an ordered map id -> entry, restricted to --model_ids. */

@@ -1,8 +1,10 @@
 // COMPUTE_SIMILARITY: every metric for every pair of models on one dataset's subset.
-// The metric list arrives as JSON text (hashed by content, wherever the file lives).
+// The metric list arrives as JSON text (hashed by content, wherever the file lives). The
+// engine's memory budget is --similarity_memory, else 80% of this task's own memory request,
+// so that the engine fits its SLURM job.
 process COMPUTE_SIMILARITY {
     tag "${key}"
-    label 'gpu'
+    label 'process_gpu'
     publishDir "${params.outdir}/similarities", mode: 'copy', overwrite: true
 
     input:
@@ -14,7 +16,9 @@ process COMPUTE_SIMILARITY {
 
     script:
     def feature_args = features.collect { "--features ${it}" }.join(' ')
-    def max_memory = params.max_memory ? "--max-memory ${params.max_memory}" : ''
+    def budget = params.similarity_memory
+        ?: (task.memory ? "${(task.memory.toMega() * 0.8) as long}MB" : null)
+    def max_memory = budget ? "--max-memory ${budget}" : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > metrics.json <<'PYSIM_METRICS'

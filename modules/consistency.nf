@@ -1,6 +1,6 @@
 // CONSISTENCY: correlation of similarity matrices across datasets (all and per category pair).
 process CONSISTENCY {
-    label 'cpu_large'
+    label 'process_medium'
     cache 'deep'
     publishDir "${params.outdir}", mode: 'copy', overwrite: true
 

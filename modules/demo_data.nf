@@ -1,6 +1,6 @@
 // DEMO_DATA: writes the bundled demo datasets (CLIP-benchmark layout) when no --dataset_root is given.
 process DEMO_DATA {
-    label 'cpu_small'
+    label 'process_single'
 
     output:
     path 'demo-data', emit: root

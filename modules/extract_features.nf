@@ -4,7 +4,7 @@
 // so that `--dataset-root .` resolves the dataset id inside the task directory.
 process EXTRACT_FEATURES {
     tag "${model_id} ${key}"
-    label 'gpu'
+    label 'process_gpu'
     publishDir "${params.outdir}/features/${key}", mode: params.publish_mode, overwrite: true,
         enabled: params.publish_features
 

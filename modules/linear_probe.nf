@@ -1,8 +1,8 @@
 // LINEAR_PROBE: test accuracy of a linear classifier on one model's features of one dataset.
-// Label cpu_large: a linear head on a few thousand cached features is cheap on CPU cores.
+// Label process_medium: a linear head on a few thousand cached features is cheap on CPU cores.
 process LINEAR_PROBE {
     tag "${model_id} ${key}"
-    label 'cpu_large'
+    label 'process_medium'
     publishDir "${params.outdir}/probes/${key}", mode: 'copy', overwrite: true
 
     input:

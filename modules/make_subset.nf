@@ -1,7 +1,7 @@
 // MAKE_SUBSET: the stratified subset indices of one dataset, drawn from one model's features.
 process MAKE_SUBSET {
     tag "${key}"
-    label 'cpu_small'
+    label 'process_single'
     publishDir "${params.outdir}/subsets", mode: 'copy', overwrite: true
 
     input:

@@ -2,7 +2,7 @@
 // The folder is assembled in the task directory from the staged inputs; `probe_targets`
 // lists the [dataset_key, model_id] of each staged probe file, in the same order.
 process REPORT {
-    label 'cpu_small'
+    label 'process_single'
     cache 'deep'
     publishDir "${params.outdir}", mode: 'copy', overwrite: true
 

@@ -1,7 +1,7 @@
 // SIM_VS_PERF: correlation between a model pair's similarity and its probe accuracy gap.
 // Probe files of different datasets share names, so each is staged in its own folder.
 process SIM_VS_PERF {
-    label 'cpu_small'
+    label 'process_single'
     cache 'deep'
     publishDir "${params.outdir}/performance", mode: 'copy', overwrite: true
 

@@ -1,6 +1,8 @@
-// VALIDATE: checks the model table, dataset list and metric list (and the dataset root) before any work.
+// VALIDATE: checks the model table, dataset list and metric list (and the dataset root) before
+// any work, and resolves every model's weights offline in the tasks' own environment (image,
+// --weights_dir caches): a missing weights file stops the run here, before any GPU job.
 process VALIDATE {
-    label 'cpu_small'
+    label 'process_single'
     publishDir "${params.outdir}/pipeline_info", mode: 'copy', overwrite: true
 
     input:
@@ -17,7 +19,7 @@ process VALIDATE {
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     """
     pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
-        --dataset-root dataset_root ${info} > validate.txt
+        --dataset-root dataset_root ${info} --check-weights > validate.txt
     cat validate.txt
     """
 

@@ -51,3 +51,16 @@ def one_thread():
 def seed_dir() -> Path:
     """Directory with the original study's config files (the project's own copies)."""
     return SEED
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster for the whole session (root only; skips elsewhere)."""
+    from slurm_cluster import SlurmCluster, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"no SLURM cluster: {reason}")
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()

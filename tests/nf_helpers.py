@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,22 @@ def read_trace(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
+def run_files(info: Path, prefix: str) -> list[Path]:
+    """pipeline_info files of one kind (e.g. 'execution_trace'), oldest run first.
+
+    Their names carry the run's start time (yyyy-MM-dd_HH-mm-ss), which sorts as text.
+    """
+    return sorted(Path(info).glob(f"{prefix}_*"))
+
+
+def latest_trace(outdir: Path) -> Path:
+    """The trace file of the newest run that wrote into `outdir`/pipeline_info."""
+    traces = run_files(Path(outdir) / "pipeline_info", "execution_trace")
+    if not traces:
+        raise FileNotFoundError(f"no execution_trace_*.txt in {outdir}/pipeline_info")
+    return traces[-1]
+
+
 def by_status(rows: list[dict[str, str]]) -> dict[str, list[str]]:
     """Task names grouped by trace status (COMPLETED, CACHED, FAILED, ...)."""
     groups: dict[str, list[str]] = {}
@@ -91,3 +108,58 @@ def by_status(rows: list[dict[str, str]]) -> dict[str, list[str]]:
 def dataset_key(dataset_id: str) -> str:
     """Output key of a dataset id (DESIGN §3)."""
     return dataset_id.replace("/", "_")
+
+
+# Short SLURM polling and quick sbatch retries for runs on the test cluster (a -c file).
+SLURM_TEST_CONFIG = """
+executor {
+    $slurm {
+        queueStatInterval = '2 sec'
+        pollInterval      = '1 sec'
+        exitReadTimeout   = '10 sec'
+        submitRateLimit   = '20/1sec'
+    }
+    retry {
+        delay       = '1 sec'
+        maxDelay    = '2 sec'
+        maxAttempts = 60
+    }
+}
+"""
+
+_VALUE = {
+    "cpus": re.compile(r"cpus\s*=\s*(\d+)"),
+    "memory": re.compile(r"memory\s*=\s*\{\s*(\d+)\.GB \* task\.attempt\s*\}"),
+    "time": re.compile(r"time\s*=\s*\{\s*(\d+)\.h \* task\.attempt\s*\}"),
+}
+
+
+def base_label_resources(text: str | None = None) -> dict[str, dict[str, int]]:
+    """{label: {cpus, memory (GB), time (h)}} read from the text of conf/base.config."""
+    text = (REPO / "conf" / "base.config").read_text() if text is None else text
+    labels = {}
+    for chunk in re.split(r"withLabel:\s*(?=')", text)[1:]:  # each runs to the next label
+        name = re.match(r"'(\w+)'", chunk).group(1)
+        labels[name] = {key: int(rx.search(chunk).group(1)) for key, rx in _VALUE.items()}
+    return labels
+
+
+def process_labels() -> dict[str, str]:
+    """{PROCESS: label} from modules/*.nf (one process and one label per file)."""
+    out = {}
+    for path in sorted((REPO / "modules").glob("*.nf")):
+        text = path.read_text()
+        out[re.search(r"^process (\w+)", text, re.M).group(1)] = \
+            re.search(r"label '(\w+)'", text).group(1)
+    return out
+
+
+def sbatch_directives(command_run: Path) -> dict[str, str]:
+    """The `#SBATCH` options of a task's .command.run ({'-c': '8', '--mem': '65536M', ...})."""
+    out = {}
+    for line in Path(command_run).read_text().splitlines():
+        if line.startswith("#SBATCH "):
+            option = line[len("#SBATCH "):].strip()
+            key, _, value = option.replace("=", " ", 1).partition(" ")
+            out[key] = value.strip()
+    return out

@@ -1,7 +1,7 @@
 """A throw-away one-node SLURM cluster for the workflow tests (Debian slurm-wlm + munge, root).
 
 `SlurmCluster(folder).start()` installs the packages when missing, writes slurm.conf and
-gres.conf (one fake GPU) into `folder`, starts munged (unless one answers already), slurmctld
+gres.conf into `folder`, starts munged (unless one answers already), slurmctld
 and slurmd, and waits until the node is idle; `stop()` stops the daemons it started, by pid.
 Clients find the cluster through the SLURM_CONF variable of `env()`.
 """
@@ -54,7 +54,16 @@ def install_packages() -> None:
 
 
 class SlurmCluster:
-    """One node (this machine) with partitions `cpu` (default) and `gpu` and one fake GPU."""
+    """One node (this machine) with partitions `cpu` (default) and `gpu` (MaxTime 24 h).
+
+    The node declares the size of a typical GPU node (32 CPUs, 256 GB, 4 fake GPUs) whatever
+    this machine has (`SlurmdParameters=config_overrides`), so that jobs ask for the real
+    resources of conf/base.config; requests over a partition's limit are refused by sbatch
+    (`EnforcePartLimits=ALL`), as on most sites.
+    """
+
+    CPUS, MEMORY_MB, GPUS = 32, 256_000, 4
+    GPU_MAX_TIME = "1-00:00:00"
 
     def __init__(self, folder: Path, ctld_port: int = 6817, slurmd_port: int = 6818):
         self.folder = Path(folder)
@@ -109,6 +118,12 @@ class SlurmCluster:
                 parts.append(f"--- {name}\n" + "\n".join(path.read_text().splitlines()[-15:]))
         return "\n".join(parts)
 
+    def scontrol(self, *args: str) -> None:
+        """Run `scontrol ARGS` against this cluster (e.g. update a partition's state)."""
+        proc = _run(["scontrol", *args], timeout=30, env=self.env())
+        if proc.returncode != 0:
+            raise RuntimeError(f"scontrol {' '.join(args)}: {proc.stderr.strip()}")
+
     def show_job(self, job_id: str) -> dict[str, str]:
         """`scontrol show job` as key=value pairs (jobs stay visible for MinJobAge seconds)."""
         proc = _run(["scontrol", "-o", "show", "job", job_id], timeout=30, env=self.env())
@@ -117,7 +132,6 @@ class SlurmCluster:
         return dict(item.split("=", 1) for item in proc.stdout.split() if "=" in item)
 
     def _write_config(self) -> None:
-        memory_mb = _total_memory_mb() - 2048
         d = self.folder
         self.conf.write_text("\n".join([
             "ClusterName=pysimtest",
@@ -139,6 +153,8 @@ class SlurmCluster:
             "JobCompType=jobcomp/none",
             "MpiDefault=none",
             "ReturnToService=2",
+            "SlurmdParameters=config_overrides",
+            "EnforcePartLimits=ALL",
             "DefMemPerCPU=1024",
             "MinJobAge=600",
             "KillWait=5",
@@ -149,13 +165,13 @@ class SlurmCluster:
             f"SlurmdPidFile={d / 'slurmd.pid'}",
             f"SlurmctldLogFile={d / 'log' / 'slurmctld.log'}",
             f"SlurmdLogFile={d / 'log' / 'slurmd.log'}",
-            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={os.cpu_count()} "
-            f"RealMemory={memory_mb} Gres=gpu:1 State=UNKNOWN",
+            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.CPUS} "
+            f"RealMemory={self.MEMORY_MB} Gres=gpu:{self.GPUS} State=UNKNOWN",
             "PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
-            "PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP",
+            f"PartitionName=gpu Nodes=ALL Default=NO MaxTime={self.GPU_MAX_TIME} State=UP",
             "",
         ]))
-        (d / "gres.conf").write_text("Name=gpu File=/dev/null\n")
+        (d / "gres.conf").write_text("Name=gpu File=/dev/null,/dev/zero,/dev/full,/dev/urandom\n")
 
     def _start_munge(self) -> None:
         if _run(["bash", "-c", "munge -n | unmunge"], timeout=30).returncode == 0:
@@ -192,13 +208,6 @@ def _wait_pid_file(path: Path, timeout: float = 30) -> int:
             return int(path.read_text().strip())
         time.sleep(0.2)
     raise RuntimeError(f"no pid file {path} after {timeout:.0f} s")
-
-
-def _total_memory_mb() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
 def _alive(pid: int) -> bool:

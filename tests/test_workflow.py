@@ -3,30 +3,53 @@
 from __future__ import annotations
 
 import pytest
-from nf_helpers import DEMO, REPO, read_trace, run_nf
+import re
+
+from nf_helpers import (
+    DEMO,
+    REPO,
+    base_label_resources,
+    latest_trace,
+    read_trace,
+    run_files,
+    run_nf,
+)
 
 PROCESSES = ("DEMO_DATA", "VALIDATE", "EXTRACT_FEATURES", "MAKE_SUBSET", "COMPUTE_SIMILARITY",
              "LINEAR_PROBE", "CONSISTENCY", "SIM_VS_PERF", "REPORT")
 
+# Every profile combination a user would type (DESIGN §7); "" is no profile at all.
+PROFILE_COMBINATIONS = ("", "slurm", "gpu", "apptainer", "slurm,gpu", "slurm,apptainer",
+                        "slurm,gpu,apptainer", "local,gpu", "test", "slurm,test")
+FLAT_LABEL = re.compile(r"^process\.'withLabel:(\w+)'\.(\w+) = (.*)$")
 PROFILE_MARKERS = {
-    "test": "demo_data = true",
-    "local": "executor = 'local'",
-    "slurm": "executor = 'slurm'",
-    "gpu": "device = 'cuda'",
-    "apptainer": "apptainer",
-    "slurm,test": "exitReadTimeout = '10 sec'",
+    "test": "params.demo_data = true",
+    "local": "process.executor = 'local'",
+    "slurm": "process.executor = 'slurm'",
+    "gpu": "params.device = 'cuda'",
+    "apptainer": "apptainer.enabled = true",
 }
 
 
-@pytest.mark.parametrize("profile", list(PROFILE_MARKERS))
-def test_config_resolves_for_every_profile(profile, tmp_path):
-    proc = run_nf(["config", str(REPO), "-profile", profile], cwd=tmp_path, timeout=120)
+@pytest.mark.parametrize("profile", PROFILE_COMBINATIONS)
+def test_every_label_keeps_base_config_resources_under_every_profile(profile, tmp_path):
+    args = ["config", "-flat", str(REPO)] + (["-profile", profile] if profile else [])
+    proc = run_nf(args, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert PROFILE_MARKERS[profile] in proc.stdout
-    assert "nextflowVersion = '>=24.10.0'" in proc.stdout
-    if profile == "slurm":
-        assert "--gres=${params.gpu_gres}" in proc.stdout
-        assert "queueSize = 100" in proc.stdout
+    flat: dict[str, dict[str, str]] = {}
+    for line in proc.stdout.splitlines():
+        match = FLAT_LABEL.match(line)
+        if match:
+            flat.setdefault(match[1], {})[match[2]] = match[3]
+    for name in filter(None, profile.split(",")):
+        assert PROFILE_MARKERS[name] in proc.stdout, name
+    assert "manifest.nextflowVersion = '>=24.10.0'" in proc.stdout
+    expected = base_label_resources()
+    assert set(flat) == set(expected)
+    for label, want in expected.items():
+        assert flat[label] == {"cpus": str(want["cpus"]),
+                               "memory": f"{{ {want['memory']}.GB * task.attempt }}",
+                               "time": f"{{ {want['time']}.h * task.attempt }}"}, label
 
 
 @pytest.mark.parametrize("missing", ["models", "metrics", "dataset_root"])
@@ -63,7 +86,8 @@ def test_help_lists_the_params(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("--models", "--datasets", "--metrics", "--dataset_root", "--outdir",
                  "--max_samples", "--model_ids", "--skip_probes", "--gpu_partition",
-                 "--slurm_account", "--permutations", "--container_dir"):
+                 "--slurm_account", "--permutations", "--container_dir", "--weights_dir",
+                 "--similarity_memory", "--max_memory", "--max_time", "--apptainer_binds"):
         assert name in proc.stdout, name
     work = tmp_path / "work"
     assert not work.exists() or not any(work.iterdir())
@@ -74,7 +98,7 @@ def test_stub_run_of_the_whole_workflow(tmp_path):
     proc = run_nf(["run", str(REPO / "main.nf"), "-profile", "test", "-stub-run",
                    "--outdir", "out"], cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = read_trace(tmp_path / "out" / "pipeline_info" / "execution_trace.txt")
+    rows = read_trace(latest_trace(tmp_path / "out"))
     assert {row["process"] for row in rows} == set(PROCESSES)
     assert all(row["status"] == "COMPLETED" for row in rows)
     models = (DEMO / "models.json").read_text().count('"model_name"')
@@ -84,8 +108,9 @@ def test_stub_run_of_the_whole_workflow(tmp_path):
     assert counts["COMPUTE_SIMILARITY"] == counts["MAKE_SUBSET"] == datasets
     out = tmp_path / "out"
     for path in ("consistency/consistency.csv", "performance/similarity_vs_gap.csv",
-                 "report/index.html", "pipeline_info/execution_report.html",
-                 "pipeline_info/execution_timeline.html", "pipeline_info/pipeline_dag.html"):
+                 "report/index.html"):
         assert (out / path).is_file(), path
+    for kind in ("execution_report", "execution_timeline", "pipeline_dag", "execution_trace"):
+        assert len(run_files(out / "pipeline_info", kind)) == 1, kind
     assert len(list((out / "similarities").glob("*.h5"))) == datasets
     assert len(list((out / "probes").glob("*/*.json"))) == models * datasets

@@ -25,7 +25,9 @@ from nf_helpers import (
     by_status,
     dataset_key,
     demo_run_args,
+    latest_trace,
     read_trace,
+    run_files,
     run_nf,
     start_nf,
     write_inputs,
@@ -38,7 +40,7 @@ from pysim.io import read_features, read_similarities
 pytestmark = pytest.mark.slow
 
 KEYS = [dataset_key(d) for d in TEST_DATASETS]
-TRACE = Path("results/pipeline_info/execution_trace.txt")
+RESULTS = Path("results")
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +91,9 @@ def test_every_design_output_exists_and_is_readable(reference_run):
     assert "<html" in (out / "report" / "index.html").read_text().lower()
     assert any((out / "report" / "figures").iterdir())
     info = out / "pipeline_info"
-    for name in ("execution_report.html", "execution_timeline.html", "pipeline_dag.html"):
-        assert (info / name).stat().st_size > 0
-    rows = read_trace(info / "execution_trace.txt")
+    for kind in ("execution_report", "execution_timeline", "pipeline_dag"):
+        assert [p.stat().st_size > 0 for p in run_files(info, kind)] == [True], kind
+    rows = read_trace(latest_trace(out))
     assert all(row["native_id"].isdigit() for row in rows)  # local executor: the task's pid
     assert set(by_status(rows)) == {"COMPLETED"}
 
@@ -118,9 +120,10 @@ def test_similarities_equal_the_entry_points_run_by_hand(reference_run, tmp_path
             np.testing.assert_allclose(theirs.matrices[metric_id], matrix, rtol=0, atol=1e-10)
 
 
-def _completed_rows(trace: Path) -> list[dict[str, str]]:
+def _completed_rows(launch: Path) -> list[dict[str, str]]:
     try:
-        return [r for r in read_trace(trace) if r.get("status") == "COMPLETED"]
+        return [r for r in read_trace(latest_trace(launch / RESULTS))
+                if r.get("status") == "COMPLETED"]
     except (OSError, KeyError):
         return []
 
@@ -133,18 +136,22 @@ def test_kill_then_resume_recomputes_nothing_finished(reference_run, tmp_path):
     args = demo_run_args(inputs)
     proc = start_nf(args, tmp_path)
     deadline = time.monotonic() + 900
-    while len(_completed_rows(tmp_path / TRACE)) < 5:
+    while len(_completed_rows(tmp_path)) < 5:
         assert proc.poll() is None, (tmp_path / "nextflow.out").read_text()[-3000:]
         assert time.monotonic() < deadline, "no task finished in time"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)  # Nextflow and its running tasks, like a lost node
     proc.wait()
-    finished = {row["name"]: row["workdir"] for row in _completed_rows(tmp_path / TRACE)}
+    finished = {row["name"]: row["workdir"] for row in _completed_rows(tmp_path)}
     assert finished and not (tmp_path / "results" / "report").exists()
+    killed_trace = latest_trace(tmp_path / RESULTS)
+    time.sleep(1.1)  # the next run's files are stamped with a later second
 
     resumed = run_nf([*args, "-resume"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-4000:] + resumed.stderr[-4000:]
-    rows = {row["name"]: row for row in read_trace(tmp_path / TRACE)}
+    rows = {row["name"]: row for row in read_trace(latest_trace(tmp_path / RESULTS))}
+    # the killed run's record is kept next to the resumed run's
+    assert latest_trace(tmp_path / RESULTS) != killed_trace and killed_trace.is_file()
     for name, workdir in finished.items():
         assert rows[name]["status"] == "CACHED", name
         assert rows[name]["workdir"] == workdir
@@ -174,7 +181,7 @@ def test_resume_after_a_finished_run_caches_every_task(reference_run):
     launch = reference_run["launch"]
     proc = run_nf([*demo_run_args(reference_run["inputs"]), "-resume"], cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    rows = read_trace(launch / TRACE)
+    rows = read_trace(latest_trace(launch / RESULTS))
     n_models, n_datasets = len(TEST_MODELS), len(KEYS)
     # DEMO_DATA, VALIDATE; extraction and probe per pair; subset and similarity per dataset;
     # CONSISTENCY, SIM_VS_PERF, REPORT
@@ -189,7 +196,7 @@ def test_adding_a_model_reruns_only_what_depends_on_it(reference_run):
     inputs["models"].write_text(json.dumps(table, indent=2))  # appended: the others unchanged
     proc = run_nf([*demo_run_args(inputs), "-resume"], cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    status = {row["name"]: row["status"] for row in read_trace(launch / TRACE)}
+    status = {row["name"]: row["status"] for row in read_trace(latest_trace(launch / RESULTS))}
     expected = {"DEMO_DATA": "CACHED", "VALIDATE": "COMPLETED", "CONSISTENCY": "COMPLETED",
                 "SIM_VS_PERF": "COMPLETED", "REPORT": "COMPLETED"}
     for key in KEYS:

@@ -11,7 +11,15 @@ import subprocess
 import time
 
 import pytest
-from nf_helpers import TEST_MODELS, demo_run_args, nextflow_bin, nf_env, read_trace, write_inputs
+from nf_helpers import (
+    TEST_MODELS,
+    demo_run_args,
+    latest_trace,
+    nextflow_bin,
+    nf_env,
+    read_trace,
+    write_inputs,
+)
 from slurm_cluster import SlurmCluster, unavailable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
@@ -57,7 +65,7 @@ def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(cluster, tmp_
     print(f"slurm run: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:] + cluster.logs()
 
-    rows = read_trace(tmp_path / "results" / "pipeline_info" / "execution_trace.txt")
+    rows = read_trace(latest_trace(tmp_path / "results"))
     assert rows and all(row["native_id"].isdigit() for row in rows)
     for row in rows:
         job = cluster.show_job(row["native_id"])

@@ -2,7 +2,9 @@
 
 Sources (DESIGN §3): timm, torchvision, OpenCLIP (`custom` OpenCLIP_<variant>_<tag> entries and
 `open_clip`), `ssl` ids of the original study, torch `hub`, and Kakaobrain ALIGN (transformers).
-`resolve_report` maps a model table to loaders and weight sources without downloading.
+`resolve_report` maps a model table to loaders and weight sources without downloading;
+`check_weights` also requires every pretrained model's weights in the local caches, which
+`pysim.models.caches.use_weights_dir` points at one folder.
 
 Besides the seed keys, `model_parameters` may hold `model_kwargs` (passed to the source's
 constructor, e.g. timm `img_size`, open_clip `vision_cfg`) and `input_size` (square resize +
@@ -22,10 +24,10 @@ from typing import Any
 from pysim.config import ModelEntry
 from pysim.errors import InputError
 from pysim.models.extractor import FeatureExtractor, token_mode
-from pysim.models.resolve import Resolution, resolve, resolve_report, weights_path
+from pysim.models.resolve import Resolution, check_weights, resolve, resolve_report, weights_path
 
-__all__ = ["FeatureExtractor", "Resolution", "describe_transform", "load_model", "resolve",
-           "resolve_report", "weights_path", "offline_default"]
+__all__ = ["FeatureExtractor", "Resolution", "check_weights", "describe_transform", "load_model",
+           "resolve", "resolve_report", "weights_path", "offline_default"]
 
 log = logging.getLogger(__name__)
 VERSIONED_PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "pillow", "numpy",
@@ -97,7 +99,10 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[str, Any]:
-    """What exactly was loaded: source, resolved name, tag, weight source and hash, preprocess."""
+    """What was loaded: source, name, tag, weight source, the file read and its hash, preprocess.
+
+    `weights_file` is the local file or cache entry the weights came from ("" for random init).
+    """
     files = [res.weights_file] if res.weights_file else \
         [p for p in res.cache_candidates if Path(p).is_file()] if res.pretrained else []
     if files:
@@ -106,9 +111,9 @@ def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[st
         sha, hash_of = state_dict_sha256(model), "state_dict"
     return {"source": entry.source, "loader": res.loader, "resolved_name": res.name,
             "pretrained_tag": res.tag or "", "pretrained": res.pretrained,
-            "weight_source": res.weight_source, "weights_sha256": sha,
-            "weights_hash_of": hash_of, "preprocessing": describe_transform(preprocess),
-            "package_versions": package_versions()}
+            "weight_source": res.weight_source, "weights_file": str(files[0]) if files else "",
+            "weights_sha256": sha, "weights_hash_of": hash_of,
+            "preprocessing": describe_transform(preprocess), "package_versions": package_versions()}
 
 
 def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
@@ -126,7 +131,7 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
         _enter_offline()
         if not res.cached():
             raise InputError(f"model '{entry.model_id}': weights not available offline: "
-                             f"{res.weight_source} is not in the local cache (run "
+                             f"{res.weight_source} is not in the local cache {res.cache_dir} (run "
                              "pysim-fetch-weights on a machine with network, or set 'weights')")
     tokens = token_mode(entry.model_parameters)
     try:

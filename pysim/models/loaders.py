@@ -16,6 +16,7 @@ import torch
 
 from pysim.config import ModelEntry
 from pysim.errors import InputError
+from pysim.models.caches import hf_hub_cache
 from pysim.models.resolve import ALIGN_REPO, RANDOM_SEED, Resolution
 from pysim.models.ssl_table import resnet50_state_dict
 
@@ -125,6 +126,8 @@ def build_open_clip(entry: ModelEntry, res: Resolution) -> Built:
         pretrained = None
     else:
         pretrained = res.tag
+        if res.weight_source.startswith("url:"):  # the folder resolve looked in (HF tags: HF_HOME)
+            kwargs["cache_dir"] = str(res.cache_dir)
     root = logging.getLogger()  # open_clip logs every build step at INFO on the root logger
     level = root.level
     root.setLevel(logging.ERROR if pretrained is None else logging.WARNING)
@@ -184,7 +187,8 @@ def build_align(entry: ModelEntry, res: Resolution) -> Built:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if res.pretrained:
         source = res.weights_file and str(Path(res.weights_file).parent) or ALIGN_REPO
-        model = AlignModel.from_pretrained(source, local_files_only=offline).vision_model
+        model = AlignModel.from_pretrained(source, local_files_only=offline,
+                                           cache_dir=str(hf_hub_cache())).vision_model
     else:
         torch.manual_seed(RANDOM_SEED)
         model = AlignModel(AlignConfig()).vision_model

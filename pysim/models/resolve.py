@@ -3,7 +3,8 @@
 A Resolution says which code builds the model (timm, torchvision, open_clip, a converted
 self-supervised ResNet-50, torch.hub, transformers), under which resolved name and pretrained
 tag, and where its weights come from (a local file, a hub/URL cache entry, or seeded random
-init). `cache_candidates` lists the local files that would satisfy an offline run.
+init). `cache_candidates` lists the local files that would satisfy an offline run, `cache_dir`
+the cache folder they are looked for in (pysim.models.caches: one variable moves each cache).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from pysim.config import ModelEntry
 from pysim.errors import InputError
+from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import SSL_MODELS
 
 RANDOM_SEED = 0
@@ -32,6 +34,7 @@ class Resolution:
     weight_source: str = ""        # file:<path> | hf-hub:<repo>[/<file>] | url:<url> | random...
     weights_file: str | None = None
     cache_candidates: list[Path] = field(default_factory=list)
+    cache_dir: Path | None = None  # the cache folder the candidates are looked for in
     extra: dict = field(default_factory=dict)
 
     @property
@@ -58,22 +61,35 @@ def weights_path(entry: ModelEntry, base_dir: str | os.PathLike | None) -> str |
 
 
 def _torch_cache(url: str) -> Path:
+    """The torch hub checkpoint file of a URL (TORCH_HOME/hub/checkpoints/<basename>)."""
     import torch.hub
 
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
 
 
-def _hf_cache(repo_id: str, filenames: tuple[str, ...]) -> list[Path]:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return []
+def _from_torch_cache(res: Resolution, url: str, filename: str | None = None) -> Resolution:
+    path = _torch_cache(url)
+    res.weight_source = f"url:{url}"
+    res.cache_candidates = [path.parent / filename if filename else path]
+    res.cache_dir = path.parent
+    return res
+
+
+def _from_hf_cache(res: Resolution, hub_id: str, repo_id: str,
+                   filenames: tuple[str, ...]) -> Resolution:
+    """Weights from the HF hub cache (HF_HOME/hub): the first of `filenames` found, if any."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cache = hf_hub_cache()
     found = []
     for name in filenames:
-        hit = try_to_load_from_cache(repo_id, name)
+        hit = try_to_load_from_cache(repo_id, name, cache_dir=cache)
         if isinstance(hit, str):
             found.append(Path(hit))
-    return found or [Path(f"<hf-cache>/{repo_id}/{filenames[0]}")]
+    res.weight_source = f"hf-hub:{hub_id}"
+    res.cache_candidates = found or [Path(f"<hf-cache>/{repo_id}/{filenames[0]}")]
+    res.cache_dir = cache
+    return res
 
 
 def _weights_or(res: Resolution, entry: ModelEntry, wfile: str | None) -> Resolution | None:
@@ -112,12 +128,8 @@ def _resolve_timm(entry: ModelEntry, name: str, wfile: str | None) -> Resolution
         files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else \
             ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
              "open_clip_pytorch_model.bin")
-        res.weight_source = f"hf-hub:{cfg.hf_hub_id}"
-        res.cache_candidates = _hf_cache(cfg.hf_hub_id, files)
-    else:
-        res.weight_source = f"url:{cfg.url}"
-        res.cache_candidates = [_torch_cache(cfg.url)]
-    return res
+        return _from_hf_cache(res, cfg.hf_hub_id, cfg.hf_hub_id, files)
+    return _from_torch_cache(res, cfg.url)
 
 
 def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
@@ -140,9 +152,7 @@ def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
         return res
     if enum is None:
         raise InputError(f"torchvision '{name}': no weights given (model_parameters.weights)")
-    res.weight_source = f"url:{enum.url}"
-    res.cache_candidates = [_torch_cache(enum.url)]
-    return res
+    return _from_torch_cache(res, enum.url)
 
 
 def _resolve_open_clip(entry: ModelEntry, wfile: str | None) -> Resolution:
@@ -160,16 +170,15 @@ def _resolve_open_clip(entry: ModelEntry, wfile: str | None) -> Resolution:
     if not cfg:
         raise InputError(f"open_clip '{variant}' has no pretrained tag {tag!r} "
                          f"(known: {', '.join(open_clip.list_pretrained_tags_by_model(variant))})")
-    if cfg.get("hf_hub"):
+    if cfg.get("hf_hub"):  # open_clip prefers the HF hub when a tag has both
         repo, filename = os.path.split(cfg["hf_hub"])  # "org/name/" -> no filename
         files = (filename,) if filename else ("open_clip_model.safetensors",
                                               "open_clip_pytorch_model.bin")
-        res.weight_source = f"hf-hub:{cfg['hf_hub']}"
-        res.cache_candidates = _hf_cache(repo, files)
-    else:
-        res.weight_source = f"url:{cfg['url']}"
-        cache = Path(os.path.expanduser("~/.cache/clip"))
-        res.cache_candidates = [cache / os.path.basename(cfg["url"])]
+        return _from_hf_cache(res, cfg["hf_hub"], repo, files)
+    cache = open_clip_cache_dir()  # passed to open_clip by the loader: the same folder
+    res.weight_source = f"url:{cfg['url']}"
+    res.cache_candidates = [cache / os.path.basename(cfg["url"])]
+    res.cache_dir = cache
     return res
 
 
@@ -181,8 +190,8 @@ def _resolve_hub(entry: ModelEntry, repo: str, model: str, wfile: str | None) ->
         return res
     owner_name, _, ref = repo.partition(":")
     res.weight_source = f"torch.hub:{repo}:{model}"
-    res.cache_candidates = [Path(torch.hub.get_dir()) /
-                            f"{owner_name.replace('/', '_')}_{ref or 'main'}"]
+    res.cache_dir = Path(torch.hub.get_dir())
+    res.cache_candidates = [res.cache_dir / f"{owner_name.replace('/', '_')}_{ref or 'main'}"]
     return res
 
 
@@ -202,20 +211,17 @@ def _resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
                      entry.model_name, extra={"url": spec[1]})
     if _weights_or(res, entry, wfile):
         return res
-    res.weight_source = f"url:{spec[1]}"
-    res.cache_candidates = [Path(_torch_cache(spec[1]).parent / f"{entry.model_name}.pth")]
-    return res
+    return _from_torch_cache(res, spec[1], f"{entry.model_name}.pth")  # the converted file
 
 
 def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
     if importlib.util.find_spec("transformers") is None:
-        raise InputError("Kakaobrain ALIGN needs transformers (pip install 'pysim[align]')")
+        raise InputError("Kakaobrain ALIGN needs transformers, a dependency of pysim that is "
+                         "not installed here (reinstall pysim, e.g. make setup)")
     res = Resolution(entry.model_id, "transformers", f"AlignModel {ALIGN_REPO}", None)
     if _weights_or(res, entry, wfile):
         return res
-    res.weight_source = f"hf-hub:{ALIGN_REPO}"
-    res.cache_candidates = _hf_cache(ALIGN_REPO, ("model.safetensors", "pytorch_model.bin"))
-    return res
+    return _from_hf_cache(res, ALIGN_REPO, ALIGN_REPO, ("model.safetensors", "pytorch_model.bin"))
 
 
 def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Resolution:
@@ -244,26 +250,35 @@ def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Res
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 
 
+def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | None
+                 ) -> tuple[list[str], dict[str, Resolution], dict[str, str]]:
+    """Report lines, the resolutions, and the reason of each model that cannot be resolved."""
+    lines, resolved, failed = [], {}, {}
+    for model_id, entry in models.items():
+        try:
+            res = resolve(entry, base_dir)
+        except InputError as exc:
+            failed[model_id] = str(exc).split(": ", 1)[-1]
+            lines.append(f"  {model_id} -> UNRESOLVED: {failed[model_id]}")
+            continue
+        resolved[model_id] = res
+        state = "no download" if not res.pretrained else "local file" if res.weights_file \
+            else ("cached" if res.cached() else "not cached")
+        tag = f" [{res.tag}]" if res.tag else ""
+        lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
+                     f" ({state})")
+    header = f"resolve: {len(models) - len(failed)}/{len(models)} models"
+    return [header, *lines], resolved, failed
+
+
 def resolve_report(models: dict[str, ModelEntry],
                    base_dir: str | os.PathLike | None = None) -> str:
     """One line per model: id -> loader, name, tag, weight source (cached or not); no download.
 
     Raises InputError with a one-line summary if any model cannot be resolved.
     """
-    lines, failed = [], []
-    for model_id, entry in models.items():
-        try:
-            res = resolve(entry, base_dir)
-        except InputError as exc:
-            failed.append(model_id)
-            lines.append(f"  {model_id} -> UNRESOLVED: {str(exc).split(': ', 1)[-1]}")
-            continue
-        state = "no download" if not res.pretrained else "local file" if res.weights_file \
-            else ("cached" if res.cached() else "not cached")
-        tag = f" [{res.tag}]" if res.tag else ""
-        lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
-                     f" ({state})")
-    report = f"resolve: {len(models) - len(failed)}/{len(models)} models\n" + "\n".join(lines)
+    lines, _, failed = _resolve_all(models, base_dir)
+    report = "\n".join(lines)
     if failed:
         import sys
 
@@ -271,3 +286,34 @@ def resolve_report(models: dict[str, ModelEntry],
         raise InputError(f"{len(failed)} of {len(models)} models cannot be resolved: "
                          f"{', '.join(failed)}")
     return report
+
+
+def check_weights(models: dict[str, ModelEntry],
+                  base_dir: str | os.PathLike | None = None) -> str:
+    """resolve_report, and every pretrained model's weights must be local (offline, no download).
+
+    Raises one InputError line naming every model whose weights are missing, with where they
+    were looked for, and every model that cannot be resolved.
+    """
+    lines, resolved, failed = _resolve_all(models, base_dir)
+    missing = []
+    for model_id in models:
+        wfile = weights_path(models[model_id], base_dir)
+        if model_id in failed and failed[model_id] == f"weights file {wfile} not found":
+            del failed[model_id]
+            missing.append(f"{model_id} (file:{wfile}: not found)")
+        elif model_id in resolved and not resolved[model_id].cached():
+            res = resolved[model_id]
+            missing.append(f"{model_id} ({res.weight_source}: not in {res.cache_dir})")
+    n = len(models)
+    problems = []
+    if missing:
+        problems.append(f"weights missing for {len(missing)} of {n} models (offline): "
+                        f"{', '.join(missing)}")
+    if failed:
+        problems.append(f"{len(failed)} of {n} models cannot be resolved: "
+                        + ", ".join(f"{m} ({why})" for m, why in failed.items()))
+    if problems:
+        raise InputError("; ".join(problems))
+    pretrained = sum(res.pretrained for res in resolved.values())
+    return "\n".join([*lines, f"weights: all {pretrained} pretrained models available offline"])
