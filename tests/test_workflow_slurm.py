@@ -1,26 +1,33 @@
-"""`-profile slurm,test` on a real one-node SLURM cluster started by the test (root only).
+"""The slurm profile on a real one-node SLURM cluster started by the test (root only).
 
-Checks that tasks ran as SLURM jobs (the trace's native ids, seen by scontrol in the right
-partition, GPU tasks with a gres) and that a task killed for exceeding its memory limit is
-retried with more memory and succeeds.
+Checks that tasks run as SLURM jobs with the resources of conf/base.config (read back from the
+`#SBATCH` lines Nextflow writes and from scontrol), that sbatch refusals which clear with time
+are retried, that --max_time keeps requests under a partition's MaxTime, and that a task killed
+for exceeding its memory is retried with more memory and succeeds.
 """
 
 from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from nf_helpers import (
+    DEMO,
+    REPO,
+    SLURM_TEST_CONFIG,
     TEST_MODELS,
+    base_label_resources,
     demo_run_args,
     latest_trace,
     nextflow_bin,
     nf_env,
+    process_labels,
     read_trace,
+    sbatch_directives,
     write_inputs,
 )
-from slurm_cluster import SlurmCluster, unavailable_reason
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -41,17 +48,23 @@ process {
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(f"no SLURM cluster: {reason}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
-    yield cluster
-    cluster.stop()
+def production_args(inputs: dict[str, Path], *extra: str) -> list[str]:
+    """A `-profile slurm,gpu` stub run on the demo inputs: the labels' own resources."""
+    return ["run", str(REPO / "main.nf"), "-profile", "slurm,gpu", "-stub-run",
+            "--models", str(inputs["models"]), "--datasets", str(inputs["datasets"]),
+            "--metrics", str(DEMO / "metrics.json"), "--demo_data", "--outdir", "results",
+            "--cpu_partition", "cpu", "--gpu_partition", "gpu", "-c", str(inputs["config"]),
+            *extra]
 
 
-def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(cluster, tmp_path):
+def slurm_inputs(folder: Path, models=TEST_MODELS, config: str = SLURM_TEST_CONFIG) -> dict:
+    inputs = write_inputs(folder, models)
+    inputs["config"] = folder / "slurm_test.config"
+    inputs["config"].write_text(config)
+    return inputs
+
+
+def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(slurm_cluster, tmp_path):
     inputs = write_inputs(tmp_path / "inputs", TEST_MODELS[:2])
     extra = tmp_path / "memory_kill.config"
     extra.write_text(MEMORY_KILL_CONFIG)
@@ -60,16 +73,18 @@ def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(cluster, tmp_
     args += ["-c", str(extra), "--cpu_partition", "cpu", "--gpu_partition", "gpu",
              "--skip_probes"]
     started = time.monotonic()
-    proc = subprocess.run([nextflow_bin(), *args], cwd=tmp_path, env=cluster.env(nf_env()),
-                          text=True, capture_output=True, timeout=900)
+    proc = subprocess.run([nextflow_bin(), *args], cwd=tmp_path,
+                          env=slurm_cluster.env(nf_env()), text=True, capture_output=True,
+                          timeout=900)
     print(f"slurm run: {time.monotonic() - started:.1f} s")
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:] + cluster.logs()
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:] + slurm_cluster.logs()
 
     rows = read_trace(latest_trace(tmp_path / "results"))
     assert rows and all(row["native_id"].isdigit() for row in rows)
+    labels = process_labels()
     for row in rows:
-        job = cluster.show_job(row["native_id"])
-        expected = "gpu" if row["process"] in ("EXTRACT_FEATURES", "COMPUTE_SIMILARITY") else "cpu"
+        job = slurm_cluster.show_job(row["native_id"])
+        expected = "gpu" if labels[row["process"]] == "process_gpu" else "cpu"
         assert job["Partition"] == expected, row["name"]
         if expected == "gpu":
             assert "gpu:1" in job.get("TresPerNode", ""), job
@@ -82,3 +97,75 @@ def test_slurm_profile_runs_tasks_as_jobs_and_retries_memory_kills(cluster, tmp_
         assert [row["status"] for row in attempts] == ["FAILED", "COMPLETED"], attempts
         assert attempts[0]["memory"] == "100 MB" and attempts[1]["memory"] == "2 GB"
     assert (tmp_path / "results" / "report" / "index.html").is_file()
+
+
+def test_gpu_profile_jobs_get_base_config_resources_and_outlast_sbatch_refusals(
+        slurm_cluster, tmp_path):
+    inputs = slurm_inputs(tmp_path / "inputs")
+    # The GPU partition refuses submissions (as during maintenance, or a QOS submit limit)
+    # until the test opens it again: GPU tasks must be resubmitted, not fail the run.
+    slurm_cluster.scontrol("update", "PartitionName=gpu", "State=INACTIVE")
+    log = open(tmp_path / "nextflow.out", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen([nextflow_bin(), *production_args(inputs)], cwd=tmp_path,
+                            env=slurm_cluster.env(nf_env()), text=True, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        nf_log = tmp_path / ".nextflow.log"
+        while not (nf_log.exists() and "Failed to submit process" in nf_log.read_text()):
+            assert proc.poll() is None, (tmp_path / "nextflow.out").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no sbatch refusal seen"
+            time.sleep(0.5)
+        assert "Required partition not available" in nf_log.read_text()
+    finally:
+        slurm_cluster.scontrol("update", "PartitionName=gpu", "State=UP")
+    proc.wait(timeout=600)
+    log.close()
+    output = (tmp_path / "nextflow.out").read_text()
+    assert proc.returncode == 0, output[-4000:] + slurm_cluster.logs()
+
+    rows = read_trace(latest_trace(tmp_path / "results"))
+    labels, resources = process_labels(), base_label_resources()
+    assert {row["process"] for row in rows} == set(labels)
+    for row in rows:
+        label = labels[row["process"]]
+        want = resources[label]
+        sbatch = sbatch_directives(Path(row["workdir"]) / ".command.run")
+        # Nextflow leaves out `-c` for one CPU (SLURM's default)
+        assert sbatch.get("-c", "1") == str(want["cpus"]), (row["name"], sbatch)
+        assert sbatch["--mem"] == f"{want['memory'] * 1024}M", (row["name"], sbatch)
+        assert sbatch["-t"] == f"{want['time']:02d}:00:00", (row["name"], sbatch)
+        job = slurm_cluster.show_job(row["native_id"])
+        assert job["NumCPUs"] == str(want["cpus"]) and job["MinMemoryNode"] == \
+            f"{want['memory']}G", job
+        if label == "process_gpu":
+            assert sbatch["-p"] == "gpu" and sbatch["--gres"] == "gpu:1", sbatch
+            assert job["Partition"] == "gpu" and "gpu:1" in job.get("TresPerNode", "")
+        else:
+            assert sbatch["-p"] == "cpu" and "--gres" not in sbatch, sbatch
+            assert job["Partition"] == "cpu"
+
+
+def test_max_time_keeps_requests_under_the_partition_limit(slurm_cluster, tmp_path):
+    # A GPU task asking for 36 h (as the third attempt of a 12 h task would) on a partition
+    # whose MaxTime is 24 h: the default --max_time caps the request and the job runs; with
+    # --max_time 100h sbatch refuses it (EnforcePartLimits) and the run says why.
+    config = SLURM_TEST_CONFIG + "process { withName: 'EXTRACT_FEATURES' { time = 36.h } }\n"
+    inputs = slurm_inputs(tmp_path / "inputs", TEST_MODELS[:1], config)
+    inputs["datasets"].write_text("wds/demo_digits\n")
+    env = slurm_cluster.env(nf_env())
+    capped = subprocess.run([nextflow_bin(), *production_args(inputs, "--skip_probes")],
+                            cwd=tmp_path, env=env, text=True, capture_output=True, timeout=600)
+    assert capped.returncode == 0, capped.stdout[-4000:] + slurm_cluster.logs()
+    rows = read_trace(latest_trace(tmp_path / "results"))
+    extract = [r for r in rows if r["process"] == "EXTRACT_FEATURES"]
+    assert len(extract) == 1
+    assert sbatch_directives(Path(extract[0]["workdir"]) / ".command.run")["-t"] == "24:00:00"
+    assert slurm_cluster.show_job(extract[0]["native_id"])["TimeLimit"] == "1-00:00:00"
+
+    over = subprocess.run([nextflow_bin(), *production_args(inputs, "--skip_probes",
+                                                            "--max_time", "100h")],
+                          cwd=tmp_path / "inputs", env=env, text=True, capture_output=True,
+                          timeout=600)
+    assert over.returncode != 0
+    assert "Requested time limit is invalid" in over.stdout + over.stderr
