@@ -42,20 +42,60 @@ def available_ram() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def cgroup_available() -> int | None:
+    """Bytes left under this process's cgroup memory limit (a SLURM job's), None if unlimited.
+
+    Reads cgroup v2 (`memory.max` / `memory.current`) or v1 (`memory.limit_in_bytes` /
+    `memory.usage_in_bytes`) of the cgroup named in /proc/self/cgroup; inside a container that
+    hides the host's part of that path, the longest tail of it that exists is used.
+    """
+    try:
+        with open("/proc/self/cgroup") as f:
+            entries = f.read().splitlines()
+    except OSError:
+        return None
+    for entry in entries:
+        _, controllers, path = entry.split(":", 2)
+        if controllers == "":
+            root, files = "/sys/fs/cgroup", ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            root, files = "/sys/fs/cgroup/memory", ("memory.limit_in_bytes",
+                                                    "memory.usage_in_bytes")
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for start in range(len(parts) + 1):
+            folder = "/".join([root, *parts[start:]])
+            try:
+                with open(f"{folder}/{files[0]}") as f:
+                    limit = f.read().strip()
+                with open(f"{folder}/{files[1]}") as f:
+                    usage = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            if limit == "max" or int(limit) >= 1 << 60:  # v1 writes a huge number for "none"
+                return None
+            return max(int(limit) - usage, 0)
+    return None
+
+
 def working_budget(device: str, max_memory: int | None) -> int:
     """Bytes the engine may allocate on `device` beyond what is already in use.
 
     With max_memory on CPU it is the whole process's limit, so the current RSS is subtracted;
-    on CUDA it limits GPU memory. Default: half the free RAM, or 80% of free GPU memory.
+    on CUDA it limits GPU memory, never beyond 80% of what is free. Default: half of the free
+    RAM (or of what the job's cgroup still allows, if less), or 80% of free GPU memory.
     """
     if device.startswith("cuda"):
         import torch
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         used = torch.cuda.memory_allocated(torch.device(device))
-        return int(0.8 * free) if max_memory is None else max_memory - used
+        return int(0.8 * free) if max_memory is None else min(int(0.8 * free), max_memory - used)
     if max_memory is None:
-        return available_ram() // 2
+        in_cgroup = cgroup_available()
+        free = available_ram() if in_cgroup is None else min(available_ram(), in_cgroup)
+        return free // 2
     return max_memory - current_rss()
 
 
