@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import re
 
+import pytest
 from nf_helpers import (
     DEMO,
     REPO,
@@ -89,6 +89,33 @@ def test_help_lists_the_params(tmp_path):
                  "--slurm_account", "--permutations", "--container_dir", "--weights_dir",
                  "--similarity_memory", "--max_memory", "--max_time", "--apptainer_binds"):
         assert name in proc.stdout, name
+    work = tmp_path / "work"
+    assert not work.exists() or not any(work.iterdir())
+
+
+# Launch-time refusals: one line naming the problem, before any task (so before any GPU job).
+LAUNCH_ERRORS = {
+    "gpu image missing": (["-profile", "gpu,apptainer", "--container_dir", "{tmp}"],
+                          "image not found: {tmp}/pysim-gpu.sif (GPU tasks run on CUDA)"),
+    "bad similarity memory": (["--similarity_memory", "lots"],
+                              "--similarity_memory: cannot read size 'lots'"),
+    "weights dir missing": (["--weights_dir", "{tmp}/nowhere"],
+                            "--weights_dir: folder not found: {tmp}/nowhere"),
+}
+
+
+@pytest.mark.parametrize("case", list(LAUNCH_ERRORS))
+def test_launch_refusals_are_one_line_before_any_task(case, tmp_path):
+    extra, message = LAUNCH_ERRORS[case]
+    extra = [arg.format(tmp=tmp_path) for arg in extra]
+    args = ["run", str(REPO / "main.nf"), "--models", str(DEMO / "models.json"),
+            "--datasets", str(DEMO / "datasets.txt"), "--metrics", str(DEMO / "metrics.json"),
+            "--demo_data", "--outdir", str(tmp_path / "out"), *extra]
+    proc = run_nf(args, cwd=tmp_path, timeout=180)
+    assert proc.returncode != 0
+    output = (proc.stdout + proc.stderr).splitlines()
+    naming = [line for line in output if message.format(tmp=tmp_path) in line]
+    assert len(naming) == 1, output
     work = tmp_path / "work"
     assert not work.exists() or not any(work.iterdir())
 
