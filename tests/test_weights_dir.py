@@ -111,7 +111,6 @@ def test_placed_weights_load_offline_from_the_cache(weights_dir, model_id, one_t
     assert not any(torch.equal(random_init[k], expected[k]) for k, _ in model.named_parameters())
     prov = extractor.provenance
     assert prov["weights_file"] == str(placed[model_id])
-    assert Path(prov["weights_file"]).resolve().is_relative_to(root)
     assert prov["weights_hash_of"] == "file"
     assert prov["weights_sha256"] == hashlib.sha256(placed[model_id].read_bytes()).hexdigest()
 

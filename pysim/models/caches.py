@@ -26,8 +26,8 @@ _HF_OVERRIDES = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE",
 
 
 def weights_dir_env(weights_dir: str | os.PathLike) -> dict[str, str]:
-    """The three cache variables for a weights dir (absolute paths)."""
-    root = Path(weights_dir).expanduser().resolve()
+    """The three cache variables for a weights dir (absolute paths, symlinks kept)."""
+    root = Path(os.path.abspath(Path(weights_dir).expanduser()))
     return {var: str(root / sub) for var, sub in SUBDIRS.items()}
 
 
