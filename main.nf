@@ -165,13 +165,19 @@ def loadModels(modelsFile) {
     return ids.collectEntries { [(it): table[it]] }
 }
 
-/** One-entry model table as JSON text; a relative weights path is made absolute first. */
-def modelEntryJson(String modelId, Map entry, modelsFile) {
+/** A model entry whose relative weights path is made absolute (against the table's folder). */
+def withAbsoluteWeights(Map entry, modelsFile) {
     def copy = new LinkedHashMap(entry)
     if (copy.weights instanceof String && !copy.weights.startsWith('/')) {
         copy.weights = modelsFile.parent.resolve(copy.weights).normalize().toString()
     }
-    return JsonOutput.prettyPrint(JsonOutput.toJson([(modelId): copy]))
+    return copy
+}
+
+/** A model table (id -> entry) as JSON text, weights paths absolute. */
+def modelTableJson(Map models, modelsFile) {
+    def table = models.collectEntries { id, entry -> [(id): withAbsoluteWeights(entry, modelsFile)] }
+    return JsonOutput.prettyPrint(JsonOutput.toJson(table))
 }
 
 /** Dataset ids of the list with their output key and folder name (DESIGN §3). */
@@ -203,11 +209,12 @@ workflow {
 
     root = params.demo_data ? DEMO_DATA().root : Channel.value(file(params.dataset_root))
 
-    VALIDATE(modelsFile, file(params.datasets), metricsFile, root, infoFile)
+    // The selected models only (--model_ids): their weights are checked before any extraction.
+    VALIDATE(modelTableJson(models, modelsFile), file(params.datasets), metricsFile, root, infoFile)
     // A constant gate: EXTRACT waits for VALIDATE without hashing its (table-dependent) output.
     ready = VALIDATE.out.report.map { true }
 
-    model_ch = Channel.fromList(modelIds.collect { [it, modelEntryJson(it, models[it], modelsFile)] })
+    model_ch = Channel.fromList(modelIds.collect { [it, modelTableJson([(it): models[it]], modelsFile)] })
     dataset_ch = root.combine(Channel.fromList(datasets))
         .map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
     EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))

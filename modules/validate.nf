@@ -6,7 +6,7 @@ process VALIDATE {
     publishDir "${params.outdir}/pipeline_info", mode: 'copy', overwrite: true
 
     input:
-    path models
+    val models_json
     path datasets
     path metrics
     path dataset_root, stageAs: 'dataset_root'
@@ -18,7 +18,10 @@ process VALIDATE {
     script:
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     """
-    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
+    cat > models.json <<'PYSIM_MODELS'
+${models_json}
+PYSIM_MODELS
+    pysim-validate --models models.json --datasets ${datasets} --metrics ${metrics} \\
         --dataset-root dataset_root ${info} --check-weights > validate.txt
     cat validate.txt
     """

@@ -163,3 +163,28 @@ def sbatch_directives(command_run: Path) -> dict[str, str]:
             key, _, value = option.replace("=", " ", 1).partition(" ")
             out[key] = value.strip()
     return out
+
+
+def check_jobs_have_label_resources(rows: list[dict[str, str]], show_job) -> None:
+    """Each task's `#SBATCH` lines and SLURM job carry its label's conf/base.config resources.
+
+    `show_job(job_id)` returns scontrol's fields of a job; GPU tasks go to partition `gpu`
+    with `--gres=gpu:1`, the others to `cpu` without a gres.
+    """
+    labels, resources = process_labels(), base_label_resources()
+    for row in rows:
+        label = labels[row["process"]]
+        want = resources[label]
+        sbatch = sbatch_directives(Path(row["workdir"]) / ".command.run")
+        where = (row["name"], sbatch)
+        # Nextflow leaves out `-c` for one CPU (SLURM's default)
+        assert sbatch.get("-c", "1") == str(want["cpus"]), where
+        assert sbatch["--mem"] == f"{want['memory'] * 1024}M", where
+        assert sbatch["-t"] == f"{want['time']:02d}:00:00", where
+        job = show_job(row["native_id"])
+        assert job["NumCPUs"] == str(want["cpus"]), (row["name"], job)
+        assert job["MinMemoryNode"] == f"{want['memory']}G", (row["name"], job)
+        gpu = label == "process_gpu"
+        assert sbatch["-p"] == job["Partition"] == ("gpu" if gpu else "cpu"), where
+        assert sbatch.get("--gres") == ("gpu:1" if gpu else None), where
+        assert ("gpu:1" in job.get("TresPerNode", "")) == gpu, (row["name"], job)

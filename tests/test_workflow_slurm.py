@@ -18,7 +18,7 @@ from nf_helpers import (
     REPO,
     SLURM_TEST_CONFIG,
     TEST_MODELS,
-    base_label_resources,
+    check_jobs_have_label_resources,
     demo_run_args,
     latest_trace,
     nextflow_bin,
@@ -125,25 +125,8 @@ def test_gpu_profile_jobs_get_base_config_resources_and_outlast_sbatch_refusals(
     assert proc.returncode == 0, output[-4000:] + slurm_cluster.logs()
 
     rows = read_trace(latest_trace(tmp_path / "results"))
-    labels, resources = process_labels(), base_label_resources()
-    assert {row["process"] for row in rows} == set(labels)
-    for row in rows:
-        label = labels[row["process"]]
-        want = resources[label]
-        sbatch = sbatch_directives(Path(row["workdir"]) / ".command.run")
-        # Nextflow leaves out `-c` for one CPU (SLURM's default)
-        assert sbatch.get("-c", "1") == str(want["cpus"]), (row["name"], sbatch)
-        assert sbatch["--mem"] == f"{want['memory'] * 1024}M", (row["name"], sbatch)
-        assert sbatch["-t"] == f"{want['time']:02d}:00:00", (row["name"], sbatch)
-        job = slurm_cluster.show_job(row["native_id"])
-        assert job["NumCPUs"] == str(want["cpus"]) and job["MinMemoryNode"] == \
-            f"{want['memory']}G", job
-        if label == "process_gpu":
-            assert sbatch["-p"] == "gpu" and sbatch["--gres"] == "gpu:1", sbatch
-            assert job["Partition"] == "gpu" and "gpu:1" in job.get("TresPerNode", "")
-        else:
-            assert sbatch["-p"] == "cpu" and "--gres" not in sbatch, sbatch
-            assert job["Partition"] == "cpu"
+    assert {row["process"] for row in rows} == set(process_labels())
+    check_jobs_have_label_resources(rows, slurm_cluster.show_job)
 
 
 def test_max_time_keeps_requests_under_the_partition_limit(slurm_cluster, tmp_path):

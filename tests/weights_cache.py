@@ -28,12 +28,16 @@ PERTURB_SEED = 1234
 
 
 def perturbed_state(entry) -> dict[str, torch.Tensor]:
-    """The entry's architecture (seeded random init) with every parameter redrawn from a seed."""
+    """The entry's seeded random init, every parameter shifted by seeded noise (std 0.05).
+
+    Small noise keeps activations of deep nets finite (redrawn N(0, 1) weights overflow a
+    ResNet's features) while the weights still differ from the random init everywhere.
+    """
     model = load_model(dataclasses.replace(entry, pretrained=False, weights=None))[0]
     gen = torch.Generator().manual_seed(PERTURB_SEED)
     with torch.no_grad():
         for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=gen, dtype=param.dtype))
+            param.add_(0.05 * torch.randn(param.shape, generator=gen, dtype=param.dtype))
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
