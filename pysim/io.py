@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,27 +102,159 @@ def write_features(path: str | os.PathLike, splits: Mapping[str, SplitFeatures],
                              dtype=h5py.string_dtype("utf-8"))
 
 
-def read_features(path: str | os.PathLike, split: str = "train",
-                  load_features: bool = True) -> SplitFeatures:
-    """Read one split of a features file; a missing file/split or bad layout is bad input."""
+# rows of a block read at once by _read_rows (about this many bytes of stored data)
+READ_BLOCK_BYTES = 32 << 20
+# a block in which at least this fraction of the rows is wanted is read whole, not row by row
+DENSE_FRACTION = 0.25
+
+
+def read_features(path: str | os.PathLike, split: str = "train", load_features: bool = True,
+                  rows: np.ndarray | Sequence[int] | None = None,
+                  dtype: Any = np.float32) -> SplitFeatures:
+    """Read one split of a features file; a missing file/split or bad layout is bad input.
+
+    `rows` (sorted, unique indices into the split) reads only those samples' features, targets
+    and keys, so memory and bytes read follow len(rows), not the split's size. Features come
+    back as `dtype` (float32 by default, whatever the stored dtype: float16 is upcast while
+    reading, without a full-size copy); `dtype=None` keeps the stored dtype.
+    """
+    path = Path(path)
+    try:
+        with _open_unbuffered(path) as f:
+            g = _split_group(f, path, split)
+            n = _check_layout(g, path, split)
+            sel = None if rows is None else check_rows(rows, n)
+            if load_features:
+                feats = _read_rows(g["features"], sel, dtype)
+            else:
+                feats = np.empty((n if sel is None else len(sel), 0))
+            targets = _read_rows(g["targets"], sel, np.int64)
+            keys = _read_keys(g["keys"], sel)
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable HDF5 features file ({exc})") from None
+    return SplitFeatures(feats, targets, keys)
+
+
+def split_digests(path: str | os.PathLike, split: str = "train",
+                  block: int = 1 << 16) -> tuple[int, str, str]:
+    """(n samples, digest of the targets, digest of the keys) of one split, read in blocks.
+
+    Two models hold the same samples in the same order iff their key digests match; memory
+    stays at one block whatever the split's size, and the features are not read.
+    """
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if split not in f:
-                raise InputError(f"{path}: no '{split}' split in features file")
-            g = f[split]
-            for name in ("features", "targets", "keys"):
-                if name not in g:
-                    raise InputError(f"{path}: '{split}' split has no '{name}' dataset")
-            feats = g["features"][()] if load_features else np.empty((len(g["targets"]), 0))
-            targets = g["targets"][()].astype(np.int64)
-            keys = np.array([k.decode() if isinstance(k, bytes) else k for k in g["keys"][()]])
+            g = _split_group(f, path, split)
+            n = _check_layout(g, path, split)
+            h_targets, h_keys = hashlib.sha256(), hashlib.sha256()
+            for start in range(0, n, block):
+                stop = min(start + block, n)
+                h_targets.update(np.ascontiguousarray(
+                    g["targets"][start:stop], dtype="<i8").tobytes())
+                for key in _read_keys(g["keys"], slice(start, stop)):
+                    h_keys.update(key.encode() + b"\0")
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 features file ({exc})") from None
-    if feats.ndim != 2 or len(feats) != len(targets) or len(keys) != len(targets):
+    return n, h_targets.hexdigest(), h_keys.hexdigest()
+
+
+def check_rows(rows: np.ndarray | Sequence[int], n: int) -> np.ndarray:
+    """`rows` as int64, checked to be sorted, unique and within 0..n-1 (else ValueError)."""
+    sel = np.asarray(rows, dtype=np.int64)
+    if sel.ndim != 1:
+        raise ValueError(f"rows must be 1-d, got shape {sel.shape}")
+    if sel.size and (sel[0] < 0 or sel[-1] >= n or np.any(np.diff(sel) <= 0)):
+        raise ValueError(f"rows must be sorted, unique and within 0..{n - 1}")
+    return sel
+
+
+def _open_unbuffered(path: Path) -> h5py.File:
+    """Open an HDF5 file read-only without HDF5's sieve buffer and raw-data chunk cache.
+
+    Both read more than asked (64 KiB around every row; whole chunks) and only pay off for
+    repeated small reads; without them a row selection reads just its rows' bytes.
+    """
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_sieve_buf_size(0)
+    fapl.set_cache(0, 521, 0, 0.75)  # (unused), chunk slots, chunk cache bytes, preemption
+    return h5py.File(h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl))
+
+
+def _split_group(f: h5py.File, path: Path, split: str) -> h5py.Group:
+    if split not in f:
+        raise InputError(f"{path}: no '{split}' split in features file")
+    g = f[split]
+    for name in ("features", "targets", "keys"):
+        if name not in g:
+            raise InputError(f"{path}: '{split}' split has no '{name}' dataset")
+    return g
+
+
+def _check_layout(g: h5py.Group, path: Path, split: str) -> int:
+    """Number of samples of a split whose datasets agree in shape (else bad input)."""
+    shapes = {name: g[name].shape for name in ("features", "targets", "keys")}
+    n = shapes["targets"][0] if len(shapes["targets"]) == 1 else -1
+    if (len(shapes["features"]) != 2 or len(shapes["keys"]) != 1 or n < 0
+            or shapes["features"][0] != n or shapes["keys"][0] != n):
         raise InputError(f"{path}: '{split}' split has inconsistent shapes "
-                         f"(features {feats.shape}, targets {targets.shape}, keys {keys.shape})")
-    return SplitFeatures(feats, targets, keys)
+                         f"(features {shapes['features']}, targets {shapes['targets']}, "
+                         f"keys {shapes['keys']})")
+    return n
+
+
+def _read_rows(ds: h5py.Dataset, sel: np.ndarray | None, dtype: Any) -> np.ndarray:
+    """Rows `sel` (None: all) of a dataset as `dtype` (None: stored), HDF5 converting on read.
+
+    Rows are read block by block (blocks aligned to the dataset's chunks): a block in which many
+    rows are wanted is read whole into a block buffer, any other by selecting just its rows, so
+    sparse subsets read only their rows and dense ones keep the speed of plain slices.
+    """
+    dtype = ds.dtype if dtype is None else np.dtype(dtype)
+    n = ds.shape[0]
+    out = np.empty((n if sel is None else len(sel), *ds.shape[1:]), dtype=dtype)
+
+    def read(source, dest, target):
+        if dtype.kind == "O":  # variable-length strings: no read_direct
+            target[dest] = ds[source]
+        else:
+            ds.read_direct(target, source, dest)
+
+    if sel is None:
+        if out.size:
+            read(np.s_[:], np.s_[:], out)
+        return out
+    if not len(sel):
+        return out
+    row_bytes = max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:], dtype=np.int64)))
+    chunk_rows = ds.chunks[0] if ds.chunks else 1
+    block = max(chunk_rows, READ_BLOCK_BYTES // row_bytes // chunk_rows * chunk_rows)
+    bounds = np.searchsorted(sel, np.arange(0, n + block, block))
+    buffer = None
+    for b in np.flatnonzero(np.diff(bounds)):
+        lo, hi = int(bounds[b]), int(bounds[b + 1])
+        start, stop = int(b) * block, min((int(b) + 1) * block, n)
+        if hi - lo >= DENSE_FRACTION * (stop - start):
+            if buffer is None:
+                buffer = np.empty((block, *ds.shape[1:]), dtype=dtype)
+            read(np.s_[start:stop], np.s_[:stop - start], buffer)
+            out[lo:hi] = buffer[sel[lo:hi] - start]
+        elif hi - lo == 1:
+            read(np.s_[int(sel[lo]):int(sel[lo]) + 1], np.s_[lo:hi], out)
+        else:
+            read(np.s_[sel[lo:hi]], np.s_[lo:hi], out)
+    return out
+
+
+def _read_keys(ds: h5py.Dataset, sel: np.ndarray | slice | None) -> np.ndarray:
+    """Keys (UTF-8 strings) at `sel` (None: all) as a numpy str array."""
+    if sel is None:
+        raw = ds[()]
+    elif isinstance(sel, slice):
+        raw = ds[sel]
+    else:
+        raw = _read_rows(ds, sel, None)
+    return np.array([k.decode() if isinstance(k, bytes) else k for k in raw])
 
 
 def read_attrs(path: str | os.PathLike) -> dict[str, Any]:

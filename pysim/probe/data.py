@@ -42,10 +42,27 @@ def stratified_split(targets: np.ndarray, proportion: float, seed: int
     return kept_idx, held_idx
 
 
+# rows per block when normalising or checking features in place (bounds the temporaries)
+BLOCK_ROWS = 4096
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Divide every row by its Euclidean norm (all-zero rows stay zero)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, np.finfo(x.dtype).tiny)
+    """Divide every row by its Euclidean norm (all-zero rows stay zero), into a new array."""
+    return l2_normalize_(np.array(x, copy=True))
+
+
+def l2_normalize_(x: np.ndarray) -> np.ndarray:
+    """l2_normalize in place, a block of rows at a time (no full-size temporary); returns x.
+
+    Every row's norm and quotient are computed exactly as by `x / norm(x, axis=1)`, so the
+    result is bit-identical to normalising a copy.
+    """
+    tiny = np.finfo(x.dtype).tiny
+    for start in range(0, len(x), BLOCK_ROWS):
+        block = x[start:start + BLOCK_ROWS]
+        norms = np.linalg.norm(block, axis=1, keepdims=True)
+        np.divide(block, np.maximum(norms, tiny), out=block)
+    return x
 
 
 def load_probe_data(path: str | os.PathLike, normalize: str = "l2", test_from_train: bool = False,
@@ -53,34 +70,36 @@ def load_probe_data(path: str | os.PathLike, normalize: str = "l2", test_from_tr
     """Read a features file for probing; no test split is bad input unless `test_from_train`.
 
     With `test_from_train` and no test split in the file, a stratified `test_proportion` of the
-    train split (drawn with `split_seed`) becomes the test split.
+    train split (drawn with `split_seed`) becomes the test split. Features are read once as
+    float32 and normalised in place: memory is about one copy of the file's features.
     """
+    if normalize not in ("l2", "none"):
+        raise InputError(f"unknown normalisation '{normalize}' (expected l2 or none)")
     attrs = read_attrs(path)
     for name in ("model_id", "dataset"):
         if name not in attrs:
             raise InputError(f"{path}: features file has no root attribute '{name}'")
-    train = read_features(path, "train")
     if has_split(path, "test"):
+        train = read_features(path, "train")
         test = read_features(path, "test")
-        x_train, y_train = train.features, train.targets
-        x_test, y_test = test.features, test.targets
     elif test_from_train:
-        kept, held = stratified_split(train.targets, test_proportion, split_seed)
+        targets = read_features(path, "train", load_features=False).targets
+        kept, held = stratified_split(targets, test_proportion, split_seed)
         if len(held) == 0:
             raise InputError(f"{path}: too few train samples to carve out a test split "
                              f"(--test-proportion {test_proportion})")
-        x_train, y_train = train.features[kept], train.targets[kept]
-        x_test, y_test = train.features[held], train.targets[held]
+        train = read_features(path, "train", rows=kept)
+        test = read_features(path, "train", rows=held)
     else:
         raise InputError(f"{path}: no 'test' split in features file "
                          "(pass --test-from-train to carve one out of the train split)")
+    x_train, y_train, x_test, y_test = train.features, train.targets, test.features, test.targets
+    del train, test
     _check(path, x_train, y_train, x_test)
     classes = np.unique(np.concatenate([y_train, y_test]))
-    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
     if normalize == "l2":
-        x_train, x_test = l2_normalize(x_train), l2_normalize(x_test)
-    elif normalize != "none":
-        raise InputError(f"unknown normalisation '{normalize}' (expected l2 or none)")
+        l2_normalize_(x_train)
+        l2_normalize_(x_test)
     return ProbeData(str(attrs["model_id"]), str(attrs["dataset"]), x_train,
                      np.searchsorted(classes, y_train), x_test, np.searchsorted(classes, y_test),
                      len(classes))
@@ -94,7 +113,7 @@ def _check(path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -
         raise InputError(f"{path}: train and test features differ in width "
                          f"({x_train.shape[1]} vs {x_test.shape[1]})")
     for name, x in (("train", x_train), ("test", x_test)):
-        if not np.isfinite(x).all():
+        if not all(np.isfinite(x[i:i + BLOCK_ROWS]).all() for i in range(0, len(x), BLOCK_ROWS)):
             raise InputError(f"{path}: '{name}' features contain NaN or inf")
     if len(np.unique(y_train)) < 2:
         raise InputError(f"{path}: the train split has fewer than 2 classes")

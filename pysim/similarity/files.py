@@ -13,10 +13,10 @@ from pysim.config import load_metrics
 from pysim.errors import InputError
 from pysim.io import (
     Similarities,
-    SplitFeatures,
     read_attrs,
     read_features,
     read_subset,
+    split_digests,
     write_similarities,
 )
 from pysim.similarity.engine import compute_similarities
@@ -67,26 +67,29 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
         model_id = str(attrs.get("model_id") or Path(path).stem)
         if model_id in features:
             raise InputError(f"{path}: model '{model_id}' is given twice")
-        split = read_features(path, "train")
-        if first is None:  # keep keys and targets only, not the features
-            first = (model_id, SplitFeatures(np.empty((0, 0)), split.targets, split.keys))
+        # keys and targets are compared through digests read block by block, and only the
+        # subset's rows of the features are read: memory and bytes read do not grow with the
+        # train split (beyond its keys and targets)
+        n_total, targets_digest, keys_digest = split_digests(path, "train")
+        if first is None:
+            first = (model_id, n_total, targets_digest, keys_digest)
             dataset = attrs.get("dataset")
             if subset_path is not None:
-                indices = _subset_indices(subset_path, len(split))
+                indices = _subset_indices(subset_path, n_total)
         else:
-            ref_id, ref = first
-            if len(split) != len(ref) or not np.array_equal(split.keys, ref.keys):
+            ref_id, ref_n, ref_targets, ref_keys = first
+            if n_total != ref_n or keys_digest != ref_keys:
                 raise InputError(f"{path}: model '{model_id}' has different sample keys than "
                                  f"model '{ref_id}'")
-            if not np.array_equal(split.targets, ref.targets):
+            if targets_digest != ref_targets:
                 raise InputError(f"{path}: model '{model_id}' has different targets than "
                                  f"model '{ref_id}'")
             if attrs.get("dataset") != dataset:
                 raise InputError(f"{path}: model '{model_id}' is of dataset "
                                  f"'{attrs.get('dataset')}', not '{dataset}'")
-        feats = split.features if indices is None else split.features[indices]
-        features[model_id] = prepare_features(feats, normalize, device)
-        del split, feats
+        split = read_features(path, "train", rows=indices)
+        features[model_id] = prepare_features(split.features, normalize, device)
+        del split
         log.info("loaded %s (%d x %d)", model_id, *features[model_id].shape)
     n_samples = next(iter(features.values())).shape[0]
     if max_memory is not None and not device.startswith("cuda"):
@@ -97,5 +100,5 @@ def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: st
     sims = Similarities(dataset=str(dataset), model_ids=list(features), matrices=matrices,
                         metric_attrs=metric_attrs)
     write_similarities(out, sims, {"normalize": normalize, "n_samples": n_samples,
-                                   "n_total": len(first[1]) if first else 0})
+                                   "n_total": first[1] if first else 0})
     return sims
