@@ -3,6 +3,10 @@
 Images are decoded and preprocessed in DataLoader workers in shard order; the model runs in
 fp32 (or bf16/fp16 under autocast); the file records exactly which weights and preprocessing
 were used. On the CPU in fp32, two runs on the same inputs give identical arrays.
+
+Extraction streams: each batch's features leave the device at once and are appended to the
+file on disk (pysim.feature_writer), so GPU memory stays at model + one batch and host memory
+does not grow with the number of images. The file appears atomically when complete.
 """
 
 from __future__ import annotations
@@ -19,10 +23,17 @@ import numpy as np
 from pysim.config import SPLIT_NAMES, ModelEntry, dataset_dir, load_models
 from pysim.data import SplitReader, build_loader, index_split
 from pysim.errors import InputError
-from pysim.io import SplitFeatures, write_features
+from pysim.feature_writer import FEATURE_DTYPES, FeatureWriter
+from pysim.io import SplitFeatures
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
+# pysim-extract's exit status when CUDA ran out of memory (no file written): the workflow
+# retries the task with half the batch size (EX_TEMPFAIL of sysexits.h).
+EXIT_CUDA_OOM = 75
+# Test hook, not for production: with PYSIM_TEST_OOM_ABOVE_BATCH=N a forward on a batch of
+# more than N images raises the real torch.cuda.OutOfMemoryError (also on the CPU).
+TEST_OOM_ENV = "PYSIM_TEST_OOM_ABOVE_BATCH"
 
 
 @dataclass
@@ -37,6 +48,7 @@ class ExtractOptions:
     strict: bool = False
     progress: bool = True
     threads: int | None = None  # torch intra-op threads on the CPU (None: torch's default)
+    feature_dtype: str = "float32"  # stored dtype of the features (float16 halves the file)
 
 
 def model_entry(models_file: str | os.PathLike, model_id: str) -> ModelEntry:
@@ -58,17 +70,64 @@ def _autocast(device: str, precision: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
+class _MemorySink:
+    """Collects a split's batches on the host (extract_split without a writer)."""
+
+    def __init__(self):
+        self.features, self.targets, self.keys = [], [], []
+
+    def append(self, features, targets, keys) -> None:
+        self.features.append(features)
+        self.targets.append(np.asarray(targets, dtype=np.int64))
+        self.keys.extend(keys)
+
+    def result(self) -> SplitFeatures:
+        return SplitFeatures(np.concatenate(self.features), np.concatenate(self.targets),
+                             np.array(self.keys))
+
+
+def _oom_hook_limit() -> int | None:
+    """The batch size above which the test hook fakes a CUDA out-of-memory (None: off)."""
+    value = os.environ.get(TEST_OOM_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise InputError(f"{TEST_OOM_ENV} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _forward(extractor, images, oom_above: int | None):
+    import torch
+
+    if oom_above is not None and images.shape[0] > oom_above:
+        raise torch.cuda.OutOfMemoryError(
+            f"CUDA out of memory (test hook {TEST_OOM_ENV}={oom_above}: batch of "
+            f"{images.shape[0]})")
+    return extractor(images)
+
+
 def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
-                  desc: str = "") -> tuple[SplitFeatures, int]:
-    """Features, targets and keys of one split in sample order; returns them and #skipped."""
+                  desc: str = "", sink=None) -> tuple[SplitFeatures | None, int]:
+    """Features, targets and keys of one split in sample order, batch by batch.
+
+    Each batch's features leave the device at once (as float32, or float16 with
+    opts.feature_dtype) and go to `sink.append(features, targets, keys)` (a
+    feature_writer.SplitWriter streams them to disk); without a sink they are collected on
+    the host and returned. Returns (SplitFeatures or None with a sink, #skipped samples).
+    """
     import torch
     from tqdm import tqdm
 
+    store = torch.float16 if opts.feature_dtype == "float16" else torch.float32
+    oom_above = _oom_hook_limit()
+    memory = sink is None
+    sink = _MemorySink() if memory else sink
     index = index_split(split_path, strict=opts.strict)
     reader = SplitReader(index, preprocess)
     loader = build_loader(reader, opts.batch_size, opts.num_workers,
                           pin_memory=opts.device.startswith("cuda"))
-    chunks, positions, skipped = [], [], list(index.skipped)
+    skipped = list(index.skipped)
+    n_good = n_nonfinite = n_overflow = 0
     bar = tqdm(loader, desc=desc, unit="batch", file=sys.stderr, disable=not opts.progress,
                mininterval=1.0 if sys.stderr.isatty() else 10.0)
     with torch.inference_mode(), _autocast(opts.device, opts.precision):
@@ -83,22 +142,31 @@ def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
             images = images.to(opts.device, non_blocking=True)
             if opts.device.startswith("cuda"):
                 images = images.contiguous(memory_format=torch.channels_last)
-            chunks.append(extractor(images).float())  # stays on the device: no sync per batch
-            positions.append(pos)
-    if not chunks:
+            feats = _forward(extractor, images, oom_above).float()
+            finite = torch.isfinite(feats).all(dim=1)
+            stored = feats.to(store)
+            # off the device every batch: GPU memory stays at model + one batch
+            stored_cpu = stored.cpu().numpy()
+            finite_cpu = finite.cpu().numpy()
+            n_nonfinite += int((~finite_cpu).sum())
+            if store is not torch.float32:
+                n_overflow += int((finite_cpu & ~np.isfinite(stored_cpu).all(axis=1)).sum())
+            del images, feats, stored, finite
+            pos = pos.tolist()
+            sink.append(stored_cpu, [index.label[i] for i in pos], [index.keys[i] for i in pos])
+            n_good += len(pos)
+    if not n_good:
         raise InputError(f"split {split_path}: no sample could be decoded")
     if skipped:
         log.warning("%s: skipped %d corrupt samples (first: %s)", split_path, len(skipped),
                     skipped[0])
-    feats = torch.cat(chunks).cpu().numpy()
-    pos = torch.cat(positions).numpy()
-    bad = ~np.isfinite(feats).all(axis=1)
-    if bad.any():
-        raise InputError(f"split {split_path}: {int(bad.sum())} samples have NaN/inf features "
+    if n_nonfinite:
+        raise InputError(f"split {split_path}: {n_nonfinite} samples have NaN/inf features "
                          f"(precision {opts.precision}; try --precision fp32)")
-    keys = np.array([index.keys[i] for i in pos])
-    targets = np.array([index.label[i] for i in pos], dtype=np.int64)
-    return SplitFeatures(feats.astype(np.float32, copy=False), targets, keys), len(skipped)
+    if n_overflow:
+        raise InputError(f"split {split_path}: {n_overflow} samples have features beyond the "
+                         f"float16 range (try --feature-dtype float32)")
+    return (sink.result() if memory else None), len(skipped)
 
 
 def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | os.PathLike,
@@ -114,6 +182,9 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
         torch.set_num_threads(min(torch.get_num_threads(), len(os.sched_getaffinity(0))))
     if opts.precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if opts.feature_dtype not in FEATURE_DTYPES:
+        raise InputError(f"--feature-dtype must be one of {', '.join(FEATURE_DTYPES)}")
+    _oom_hook_limit()
     if opts.batch_size < 1 or opts.num_workers < 0:
         raise InputError("--batch-size must be >= 1 and --num-workers >= 0")
     entry = model_entry(models_file, model_id)
@@ -131,13 +202,16 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
     model.to(opts.device)
     if opts.device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    results, attrs = {}, {}
-    for split in splits:
-        results[split], attrs[f"n_skipped_{split}"] = extract_split(
-            extractor, preprocess, ddir / split, opts, desc=f"{model_id} {dataset} {split}")
-    attrs.update(model_id=model_id, dataset=dataset, module_name=entry.module_name,
-                 model_name=entry.model_name, token_extraction=extractor.token_extraction or "",
-                 precision=opts.precision, device=opts.device, batch_size=opts.batch_size,
-                 **extractor.provenance)
-    write_features(out, results, attrs)
+    attrs = {}
+    with FeatureWriter(out, dtype=opts.feature_dtype) as writer:
+        for split in splits:
+            _, attrs[f"n_skipped_{split}"] = extract_split(
+                extractor, preprocess, ddir / split, opts,
+                desc=f"{model_id} {dataset} {split}", sink=writer.split(split))
+        attrs.update(model_id=model_id, dataset=dataset, module_name=entry.module_name,
+                     model_name=entry.model_name,
+                     token_extraction=extractor.token_extraction or "",
+                     precision=opts.precision, device=opts.device, batch_size=opts.batch_size,
+                     feature_dtype=opts.feature_dtype, **extractor.provenance)
+        writer.set_attrs(attrs)
     return Path(out)

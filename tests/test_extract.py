@@ -46,6 +46,7 @@ def test_every_demo_model_extracts_in_shard_order(demo_root, tmp_path, model_id)
     assert attrs["model_id"] == model_id and attrs["dataset"] == DATASET
     assert attrs["module_name"] == load_models(DEMO_TABLE)[model_id].module_name
     assert attrs["pysim_version"] and attrs["weights_sha256"] and attrs["package_versions"]
+    assert attrs["feature_dtype"] == "float32" and attrs["batch_size"] == OPTS.batch_size
     assert {"resize", "crop", "mean", "std"} <= set(attrs["preprocessing"])
     for split in ("train", "test"):
         feats = read_features(out, split)
