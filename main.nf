@@ -41,6 +41,7 @@ def helpText() {
       --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
       --batch_size N           extraction batch size                                [${params.batch_size}]
       --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
+      --feature_dtype T        stored features: float32, or float16 (half the disk)  [${params.feature_dtype}]
       --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
       --similarity_memory SIZE memory budget of the similarity engine (e.g. 48.GB)  [80% of the task's memory]
       --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
@@ -48,9 +49,10 @@ def helpText() {
       --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
       --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
       --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
+      --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
       --permutations N         Mantel permutations                                  [${params.permutations}]
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
-      --publish_mode MODE      copy, link, symlink, ...                             [${params.publish_mode}]
+      --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
       --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
     Weights (offline compute nodes):
       --weights_dir DIR        folder filled by bin/pysim-fetch-weights; every task sees it as
@@ -100,6 +102,12 @@ def checkParams() {
     if (!(params.device in ['auto', 'cpu', 'cuda'])) {
         fail("--device must be auto, cpu or cuda, got '${params.device}'")
     }
+    if (!(params.feature_dtype in ['float32', 'float16'])) {
+        fail("--feature_dtype must be float32 or float16, got '${params.feature_dtype}'")
+    }
+    if (params.probe_device != null && !(params.probe_device in ['cpu', 'cuda'])) {
+        fail("--probe_device must be cpu or cuda, got '${params.probe_device}'")
+    }
     for (name in ['max_samples', 'batch_size', 'probe_epochs', 'permutations', 'bootstrap']) {
         if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
             fail("--${name} must be a positive integer, got '${params[name]}'")
@@ -115,6 +123,32 @@ def checkParams() {
         fail("--weights_dir: folder not found: ${params.weights_dir} (fill it with bin/pysim-fetch-weights)")
     }
     checkContainer()
+    checkPublishMode()
+}
+
+/** The file store of a path, or of its nearest existing parent; null where none can be read. */
+def fileStore(path) {
+    try {
+        def p = path.toAbsolutePath()
+        while (p != null && !java.nio.file.Files.exists(p)) {
+            p = p.parent
+        }
+        return p == null ? null : java.nio.file.Files.getFileStore(p)
+    } catch (Exception ignored) {
+        return null
+    }
+}
+
+/** Hard links (--publish_mode link, the default for features) cannot cross file systems. */
+def checkPublishMode() {
+    if (params.publish_mode != 'link' || !params.publish_features) {
+        return
+    }
+    def out = fileStore(file(params.outdir.toString()))
+    def work = fileStore(workflow.workDir)
+    if (out != null && work != null && out != work) {
+        fail("--publish_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_mode copy (or put them on one file system)")
+    }
 }
 
 /** A size parameter must read as a memory size (e.g. 48.GB, 512 MB). */

@@ -2,6 +2,8 @@
 // The model arrives as the JSON text of its own table entry, so editing or adding other
 // entries never changes this task's hash; the dataset directory is staged under its own name
 // so that `--dataset-root .` resolves the dataset id inside the task directory.
+// CUDA out of memory ends pysim-extract with exit 75 (retried, conf/base.config): each retry
+// runs with half the batch size of the attempt before (256, 128, 64 with the defaults).
 process EXTRACT_FEATURES {
     tag "${model_id} ${key}"
     label 'process_gpu'
@@ -15,6 +17,7 @@ process EXTRACT_FEATURES {
     tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
 
     script:
+    def batch = Math.max(1, (params.batch_size as int).intdiv(1 << (task.attempt - 1)))
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > model_entry.json <<'PYSIM_MODEL_ENTRY'
@@ -23,7 +26,8 @@ PYSIM_MODEL_ENTRY
     pysim-extract --models model_entry.json --model-id '${model_id}' \\
         --dataset-root . --dataset '${dataset_id}' --out '${model_id}.h5' \\
         --device ${params.device} --precision ${params.precision} \\
-        --batch-size ${params.batch_size} --num-workers ${params.num_workers}
+        --batch-size ${batch} --num-workers ${params.num_workers} \\
+        --feature-dtype ${params.feature_dtype}
     """
 
     stub:

@@ -1,8 +1,13 @@
 // LINEAR_PROBE: test accuracy of a linear classifier on one model's features of one dataset.
-// Label process_medium: a linear head on a few thousand cached features is cheap on CPU cores.
+// Runs on --probe_device, by default cuda when --device is cuda (-profile gpu), else cpu: on
+// cpu with label process_medium (a linear head on cached features is cheap on CPU cores), on
+// cuda with label process_gpu, so that the profiles give it a GPU job like extraction
+// (partition, gres, --nv, accelerator) and its command says `--device cuda`. The label is
+// chosen once, when the process is defined (a `label` cannot be a task closure).
+// Memory and time grow with the features file: nextflow.config's `withName: 'LINEAR_PROBE'`.
 process LINEAR_PROBE {
     tag "${model_id} ${key}"
-    label 'process_medium'
+    label((params.probe_device ?: params.device) == 'cuda' ? 'process_gpu' : 'process_medium')
     publishDir "${params.outdir}/probes/${key}", mode: 'copy', overwrite: true
 
     input:
@@ -17,7 +22,7 @@ process LINEAR_PROBE {
     pysim-probe --features ${features} --out '${model_id}.json' \\
         --lrs ${params.probe_lrs} --epochs ${params.probe_epochs} \\
         --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion} \\
-        --device cpu${params.probe_test_from_train ? ' --test-from-train' : ''}
+        --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'}${params.probe_test_from_train ? ' --test-from-train' : ''}
     """
 
     stub:

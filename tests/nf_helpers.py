@@ -144,13 +144,22 @@ def base_label_resources(text: str | None = None) -> dict[str, dict[str, int]]:
     return labels
 
 
-def process_labels() -> dict[str, str]:
-    """{PROCESS: label} from modules/*.nf (one process and one label per file)."""
+def process_labels(gpu: bool = False) -> dict[str, str]:
+    """{PROCESS: label} from modules/*.nf (one process and one label per file).
+
+    A label chosen by the device (`label((params.probe_device ?: params.device) == 'cuda' ?
+    'process_gpu' : 'process_medium')`) reads as its first choice with `gpu` (-profile gpu
+    sets --device cuda), else its second.
+    """
     out = {}
     for path in sorted((REPO / "modules").glob("*.nf")):
         text = path.read_text()
-        out[re.search(r"^process (\w+)", text, re.M).group(1)] = \
-            re.search(r"label '(\w+)'", text).group(1)
+        name = re.search(r"^process (\w+)", text, re.M).group(1)
+        chosen = re.search(r"^\s*label\(.*== 'cuda' \? '(\w+)' : '(\w+)'\)", text, re.M)
+        if chosen:
+            out[name] = chosen.group(1) if gpu else chosen.group(2)
+        else:
+            out[name] = re.search(r"label '(\w+)'", text).group(1)
     return out
 
 
@@ -165,13 +174,15 @@ def sbatch_directives(command_run: Path) -> dict[str, str]:
     return out
 
 
-def check_jobs_have_label_resources(rows: list[dict[str, str]], show_job) -> None:
+def check_jobs_have_label_resources(rows: list[dict[str, str]], show_job,
+                                    gpu: bool = False) -> None:
     """Each task's `#SBATCH` lines and SLURM job carry its label's conf/base.config resources.
 
     `show_job(job_id)` returns scontrol's fields of a job; GPU tasks go to partition `gpu`
-    with `--gres=gpu:1`, the others to `cpu` without a gres.
+    with `--gres=gpu:1`, the others to `cpu` without a gres. `gpu`: the run's --device is cuda
+    (-profile gpu), so LINEAR_PROBE is a GPU task (process_labels).
     """
-    labels, resources = process_labels(), base_label_resources()
+    labels, resources = process_labels(gpu), base_label_resources()
     for row in rows:
         label = labels[row["process"]]
         want = resources[label]

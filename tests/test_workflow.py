@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from nf_helpers import (
     DEMO,
     REPO,
+    TEST_MODELS,
     base_label_resources,
+    demo_run_args,
     latest_trace,
     read_trace,
     run_files,
     run_nf,
+    write_inputs,
 )
 
 PROCESSES = ("DEMO_DATA", "VALIDATE", "EXTRACT_FEATURES", "MAKE_SUBSET", "COMPUTE_SIMILARITY",
@@ -101,20 +107,35 @@ LAUNCH_ERRORS = {
                               "--similarity_memory: cannot read size 'lots'"),
     "weights dir missing": (["--weights_dir", "{tmp}/nowhere"],
                             "--weights_dir: folder not found: {tmp}/nowhere"),
+    # hard links (features' default --publish_mode) cannot cross file systems: said at launch,
+    # not after the first extraction (Nextflow 24.10 then fails "Invalid cross-device link")
+    "hard links across file systems": (["--outdir", "/dev/shm/pysim-out-{name}"],
+                                       "--publish_mode link: --outdir /dev/shm/pysim-out-{name} "
+                                       "and the work folder {tmp}/work are on different file "
+                                       "systems"),
 }
 
 
 @pytest.mark.parametrize("case", list(LAUNCH_ERRORS))
 def test_launch_refusals_are_one_line_before_any_task(case, tmp_path):
     extra, message = LAUNCH_ERRORS[case]
-    extra = [arg.format(tmp=tmp_path) for arg in extra]
+    names = {"tmp": tmp_path, "name": tmp_path.name}
+    if "/dev/shm" in " ".join(extra) and (not Path("/dev/shm").is_dir() or
+                                          os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev):
+        pytest.skip("/dev/shm is not a file system of its own here")
+    extra = [arg.format(**names) for arg in extra]
+    outdir = [] if "--outdir" in extra else ["--outdir", str(tmp_path / "out")]
     args = ["run", str(REPO / "main.nf"), "--models", str(DEMO / "models.json"),
             "--datasets", str(DEMO / "datasets.txt"), "--metrics", str(DEMO / "metrics.json"),
-            "--demo_data", "--outdir", str(tmp_path / "out"), *extra]
-    proc = run_nf(args, cwd=tmp_path, timeout=180)
+            "--demo_data", *outdir, *extra]
+    try:
+        proc = run_nf(args, cwd=tmp_path, timeout=180)
+    finally:
+        if "/dev/shm" in " ".join(extra):  # the run's pipeline_info folder, if any
+            shutil.rmtree(extra[extra.index("--outdir") + 1], ignore_errors=True)
     assert proc.returncode != 0
     output = (proc.stdout + proc.stderr).splitlines()
-    naming = [line for line in output if message.format(tmp=tmp_path) in line]
+    naming = [line for line in output if message.format(**names) in line]
     assert len(naming) == 1, output
     work = tmp_path / "work"
     assert not work.exists() or not any(work.iterdir())
@@ -141,3 +162,36 @@ def test_stub_run_of_the_whole_workflow(tmp_path):
         assert len(run_files(out / "pipeline_info", kind)) == 1, kind
     assert len(list((out / "similarities").glob("*.h5"))) == datasets
     assert len(list((out / "probes").glob("*/*.json"))) == models * datasets
+
+
+@pytest.mark.slow
+def test_probe_on_cuda_gets_its_device_and_memory_from_the_features(tmp_path):
+    # No GPU here: a real run whose probe asks for CUDA fails in pysim-probe itself, which shows
+    # that `--device cuda` reached its command. Its label is then process_gpu: a site config's
+    # block for that label (a tiny memory) is what the probe starts from, and its memory grows
+    # to 3 x its features file. Features are published as hard links (the default).
+    inputs = write_inputs(tmp_path / "inputs", TEST_MODELS[:1])
+    inputs["datasets"].write_text("wds/demo_digits\n")
+    site = tmp_path / "site.config"
+    site.write_text("process { withLabel: 'process_gpu' { cpus = 1; "
+                    "memory = { 100.KB * task.attempt }; time = { 1.h * task.attempt } } }\n")
+    args = demo_run_args(inputs) + ["--probe_device", "cuda", "--similarity_memory", "64.MB",
+                                    "-c", str(site)]
+    proc = run_nf(args, cwd=tmp_path, timeout=600)
+    assert proc.returncode != 0
+    rows = {row["process"]: row for row in read_trace(latest_trace(tmp_path / "results"))}
+    probe, extract = rows["LINEAR_PROBE"], rows["EXTRACT_FEATURES"]
+    assert probe["status"] == "FAILED" and probe["exit"] == "2", probe
+    task_dir = Path(probe["workdir"])
+    assert "--device cuda" in (task_dir / ".command.sh").read_text()
+    assert "--device cuda was requested but torch sees no CUDA device" in \
+        (task_dir / ".command.err").read_text()
+
+    features = Path(extract["workdir"]) / "timm_vit_tiny.h5"
+    assert extract["memory"] == "100 KB"
+    value, unit = probe["memory"].split()
+    scale = {"KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[unit]
+    assert abs(float(value) * scale - 3 * features.stat().st_size) <= 0.05 * scale, probe["memory"]
+
+    published = tmp_path / "results" / "features" / "wds_demo_digits" / "timm_vit_tiny.h5"
+    assert published.stat().st_ino == features.stat().st_ino and published.stat().st_nlink == 2

@@ -126,7 +126,7 @@ def test_gpu_profile_jobs_get_base_config_resources_and_outlast_sbatch_refusals(
 
     rows = read_trace(latest_trace(tmp_path / "results"))
     assert {row["process"] for row in rows} == set(process_labels())
-    check_jobs_have_label_resources(rows, slurm_cluster.show_job)
+    check_jobs_have_label_resources(rows, slurm_cluster.show_job, gpu=True)
 
 
 def test_max_time_keeps_requests_under_the_partition_limit(slurm_cluster, tmp_path):
