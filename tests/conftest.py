@@ -47,6 +47,26 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    """The bundled demo datasets (CLIP-benchmark layout), written once per test module."""
+    from pysim.demo import write_demo_datasets
+
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_datasets(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """Give back torch's thread count after a module that changes it (extract's --threads)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def seed_dir() -> Path:
     """Directory with the original study's config files (the project's own copies)."""

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import run_cli
 from pysim.config import load_models
 from pysim.data import index_split
-from pysim.demo import write_demo_datasets
 from pysim.errors import InputError
 from pysim.extract import ExtractOptions, extract
 from pysim.io import read_attrs, read_features
@@ -25,18 +23,7 @@ DATASET = "wds/demo_digits"
 OPTS = ExtractOptions(num_workers=0, progress=False, threads=1)
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_datasets(root)
-    return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 @pytest.mark.parametrize("model_id", list(load_models(DEMO_TABLE)))

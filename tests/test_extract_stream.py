@@ -16,7 +16,7 @@ import torch
 from conftest import ROOT
 from pysim.config import load_models
 from pysim.data import SplitReader, build_loader, index_split
-from pysim.demo import _add, _png, write_demo_datasets
+from pysim.demo import _add, _png
 from pysim.extract import EXIT_CUDA_OOM, TEST_OOM_ENV, ExtractOptions, extract
 from pysim.feature_writer import FeatureWriter
 from pysim.io import SplitFeatures, read_attrs, read_features, write_features
@@ -27,18 +27,7 @@ MODEL = "tv_resnet18"  # torchvision only: the cheapest import for a subprocess
 OPTS = dict(num_workers=0, progress=False, threads=1)
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    write_demo_datasets(root)
-    return root
-
-
-@pytest.fixture(scope="module", autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def _env():
