@@ -43,6 +43,23 @@ def device_option(func):
     return option(func)
 
 
+def _use_weights_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:  # while parsing: before the command reads any cache variable
+        from pysim.models.caches import use_weights_dir  # imports torch: only when asked
+
+        use_weights_dir(value)
+
+
+def weights_dir_option(func):
+    """--weights-dir DIR (default $PYSIM_WEIGHTS_DIR): every weight cache in one folder."""
+    option = click.option(
+        "--weights-dir", type=click.Path(file_okay=False), envvar="PYSIM_WEIGHTS_DIR",
+        expose_value=False, callback=_use_weights_dir,
+        help="Folder of all weight caches (huggingface/, torch/, open_clip/ inside); default "
+             "$PYSIM_WEIGHTS_DIR, else HF_HOME, TORCH_HOME, PYSIM_OPENCLIP_CACHE as set.")
+    return option(func)
+
+
 def resolve_device(device: str) -> str:
     """Map auto|cpu|cuda to a torch device string; asking for CUDA without one is bad input."""
     import torch

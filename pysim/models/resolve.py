@@ -299,8 +299,8 @@ def check_weights(models: dict[str, ModelEntry],
     missing = []
     for model_id in models:
         wfile = weights_path(models[model_id], base_dir)
-        if model_id in failed and failed[model_id] == f"weights file {wfile} not found":
-            del failed[model_id]
+        if wfile is not None and not Path(wfile).is_file():  # missing, not unresolvable
+            failed.pop(model_id, None)
             missing.append(f"{model_id} (file:{wfile}: not found)")
         elif model_id in resolved and not resolved[model_id].cached():
             res = resolved[model_id]
