@@ -74,8 +74,10 @@ def per_class_rows(targets: np.ndarray, per_class: int, seed: int) -> np.ndarray
     """
     targets = np.asarray(targets, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    chosen = [rng.permutation(np.flatnonzero(targets == c))[:per_class]
-              for c in np.unique(targets)]
+    order = np.argsort(targets, kind="stable")  # rows grouped by class, ascending within one
+    _, counts = np.unique(targets, return_counts=True)
+    chosen = [rng.permutation(rows)[:per_class] for rows in np.split(order, np.cumsum(counts))
+              if len(rows)]
     if not chosen:
         return np.zeros(0, dtype=np.int64)
     return np.sort(np.concatenate(chosen)).astype(np.int64)
