@@ -3,6 +3,7 @@
  * pysim: cross-dataset consistency of representational similarity between vision models.
  * VALIDATE -> EXTRACT_FEATURES [-> DERIVE_FEATURES] -> MAKE_SUBSET -> COMPUTE_SIMILARITY
  *   -> LINEAR_PROBE -> CONSISTENCY -> SIM_VS_PERF -> REPORT
+ *   [ImageNet listed: DERIVE_FEATURES -> FULL_SUBSET -> SUBSET_SIZE_SIMILARITY -> SUBSET_SIZE]
  *   (DESIGN.md §7; every step calls one bin/ entry point)
  */
 nextflow.enable.dsl = 2
@@ -16,6 +17,9 @@ include { EXTRACT_FEATURES   } from './modules/extract_features'
 include { DERIVE_FEATURES    } from './modules/derive_features'
 include { MAKE_SUBSET        } from './modules/make_subset'
 include { COMPUTE_SIMILARITY } from './modules/compute_similarity'
+include { FULL_SUBSET        } from './modules/full_subset'
+include { COMPUTE_SIMILARITY as SUBSET_SIZE_SIMILARITY } from './modules/compute_similarity'
+include { SUBSET_SIZE        } from './modules/subset_size'
 include { LINEAR_PROBE       } from './modules/linear_probe'
 include { CONSISTENCY        } from './modules/consistency'
 include { SIM_VS_PERF        } from './modules/sim_vs_perf'
@@ -52,6 +56,8 @@ def helpText() {
       --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
       --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
       --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
+      --subset_sizes LIST      images per class of the ImageNet subset-size sensitivity (with
+                               ImageNet in --datasets; 10 is the reference; false: off) [${params.subset_sizes}]
       --permutations N         Mantel permutations                                  [${params.permutations}]
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
       --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
@@ -114,6 +120,10 @@ def checkParams() {
         if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
             fail("--${name} must be a positive integer, got '${params[name]}'")
         }
+    }
+    if (params.subset_sizes && !params.subset_sizes.toString().tokenize(',')*.trim().every {
+            it.isInteger() && it.toInteger() > 0 }) {
+        fail("--subset_sizes must be a comma-separated list of positive integers, got '${params.subset_sizes}'")
     }
     if (params.max_memory != null && params.max_memory !instanceof Boolean) {
         checkSize('max_memory')
@@ -242,6 +252,17 @@ def loadDatasets(datasetsFile) {
     return ids.collect { datasetRecord(it) }
 }
 
+/** imagenet-subset-<N>k records of the subset-size sensitivity (--subset_sizes plus the
+ *  reference 10), when ImageNet is in the list (as wds/imagenet1k or an imagenet-subset). */
+def subsetSizeDatasets(List datasets) {
+    def imagenet = datasets.any { it.id == IMAGENET_ID || it.id ==~ /imagenet-subset-[1-9][0-9]*k/ }
+    if (!params.subset_sizes || !imagenet) {
+        return []
+    }
+    def sizes = params.subset_sizes.toString().tokenize(',')*.trim()*.toInteger() + [10]
+    return sizes.unique().sort().collect { datasetRecord("imagenet-subset-${it}k") }
+}
+
 /** The datasets to extract: the list's own, and ImageNet once when a derived id needs it. */
 def extractionDatasets(List datasets) {
     def extracted = datasets.findAll { !it.derived }
@@ -280,18 +301,31 @@ workflow {
         .map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
     EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))
 
-    // Derived datasets: one cheap slicing task per (model, derived id) once that model's
-    // ImageNet features exist; their files join the extracted ones downstream. ImageNet itself
-    // goes downstream only when it is in the list.
+    // Derived datasets (the list's and the subset-size ones, each once): one cheap slicing task
+    // per (model, derived id) once that model's ImageNet features exist; the list's join the
+    // extracted ones downstream. ImageNet itself goes downstream only when it is in the list.
     def imagenetKey = datasetRecord(IMAGENET_ID).key
     def analysedKeys = datasets*.key
+    def sizeDatasets = subsetSizeDatasets(datasets)
+    def sizeKeys = sizeDatasets*.key
+    def toDerive = (datasets.findAll { it.derived } + sizeDatasets).unique { it.id }
     DERIVE_FEATURES(EXTRACT_FEATURES.out.features
         .filter { key, id, f -> key == imagenetKey }
-        .combine(Channel.fromList(datasets.findAll { it.derived }.collect { [it.id, it.key] }))
+        .combine(Channel.fromList(toDerive.collect { [it.id, it.key] }))
         .map { key, id, f, derivedId, derivedKey -> [derivedId, derivedKey, id, f] })
     features = EXTRACT_FEATURES.out.features
         .filter { key, id, f -> key in analysedKeys }
-        .mix(DERIVE_FEATURES.out.features)
+        .mix(DERIVE_FEATURES.out.features.filter { key, id, f -> key in analysedKeys })
+
+    // ImageNet subset-size sensitivity: every image of each imagenet-subset-<N>k (no
+    // --max_samples cap), similarities kept apart from the analysed datasets' (subset_size/).
+    size_features = DERIVE_FEATURES.out.features.filter { key, id, f -> key in sizeKeys }
+    FULL_SUBSET(size_features.filter { key, id, f -> id == modelIds[0] }.map { key, id, f -> [key, f] })
+    SUBSET_SIZE_SIMILARITY(size_features
+        .map { key, id, f -> [key, [modelIds.indexOf(id), f]] }
+        .groupTuple(size: modelIds.size())
+        .map { key, items -> [key, items.sort { it[0] }.collect { it[1] }] }
+        .join(FULL_SUBSET.out.subset), metricsFile.text)
 
     // The subset depends only on targets and keys (the same for every model): draw it from the
     // first model of the table so that adding models later leaves it cached.
@@ -308,6 +342,10 @@ workflow {
         .map { list -> list.collect { it[1] } }
 
     CONSISTENCY(sims, modelsFile, infoFile)
+    // After CONSISTENCY: it publishes the whole consistency/ folder (replacing it), where this
+    // table goes too.
+    SUBSET_SIZE(SUBSET_SIZE_SIMILARITY.out.similarities.map { key, f -> f }.collect(),
+                CONSISTENCY.out.tables.map { true })
 
     if (params.skip_probes) {
         probes = Channel.value([])

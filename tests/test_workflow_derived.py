@@ -2,8 +2,9 @@
 
 The list names `wds/demo_digits`, `living17` and `imagenet-subset-5k` but not ImageNet: the
 ImageNet-like demo dataset is extracted once per model, sliced per derived id, and analysed
-only through them. Expected files are re-derived here from the ImageNet features and the
-class lists' JSON, then pushed through the entry points by hand.
+only through them; the subset-size sensitivity runs on 1, 5 and 10 (the reference) per
+class. Expected files are re-derived here from the ImageNet features and the class lists'
+JSON, then pushed through the entry points by hand.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.slow
 DATASETS = ("wds/demo_digits", "living17", "imagenet-subset-5k")
 KEYS = ("wds_demo_digits", "living17", "imagenet-subset-5k")
 DERIVED = ("living17", "imagenet-subset-5k")
+SIZES = (1, 5, 10)
 TASKS = json.loads((REPO / "pysim" / "data" / "breeds_tasks.json").read_text())
 DEMO = REPO / "assets" / "demo"
 
@@ -45,7 +47,7 @@ def run(tmp_path_factory):
     datasets.write_text("".join(f"{d}\n" for d in DATASETS))
     proc = run_nf(["run", str(REPO / "main.nf"), "-profile", "test", "--demo_data", "false",
                    "--dataset_root", str(root), "--models", str(models), "--datasets",
-                   str(datasets), "--outdir", "results"], cwd=launch)
+                   str(datasets), "--outdir", "results", "--subset_sizes", "1,5"], cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return {"out": launch / "results", "log": proc.stdout + proc.stderr}
 
@@ -55,7 +57,10 @@ def test_tasks_imagenet_extracted_once_and_not_analysed(run):
     assert set(by_status(rows)) == {"COMPLETED"}
     count = {p: sum(r["process"] == p for r in rows) for p in {r["process"] for r in rows}}
     assert count["EXTRACT_FEATURES"] == len(TEST_MODELS) * 2  # demo_digits and ImageNet
-    assert count["DERIVE_FEATURES"] == len(TEST_MODELS) * len(DERIVED)
+    sizes = ("imagenet-subset-1k", "imagenet-subset-10k")  # 5k: derived once, used twice
+    assert count["DERIVE_FEATURES"] == len(TEST_MODELS) * (len(DERIVED) + len(sizes))
+    assert count["FULL_SUBSET"] == count["SUBSET_SIZE_SIMILARITY"] == len(SIZES)
+    assert count["SUBSET_SIZE"] == 1
     assert count["MAKE_SUBSET"] == count["COMPUTE_SIMILARITY"] == len(DATASETS)
     assert count["LINEAR_PROBE"] == len(TEST_MODELS) * len(DATASETS)
     assert "not analysed as a dataset of its own" in run["log"]
@@ -133,3 +138,24 @@ def test_consistency_pairs_the_derived_datasets(run):
     named = set(table["dataset_1"]) | set(table["dataset_2"])
     assert {"living17", "imagenet-subset-5k"} <= named
     assert not any("imagenet1k" in str(d) for d in named)
+
+
+def test_subset_size_table_against_its_published_similarities(run):
+    out = run["out"]
+    table = pd.read_csv(out / "consistency" / "subset_size.csv")
+    assert list(table.columns) == ["metric", "samples_per_class", "pearson_r"]
+    n_classes = len(DEMO_IMAGENET_CLASSES)
+    sims = {}
+    for n in SIZES:
+        sims[n] = read_similarities(out / "subset_size" / "similarities" /
+                                    f"imagenet-subset-{n}k.h5")
+        assert list(sims[n].model_ids) == list(TEST_MODELS)
+        for attrs in sims[n].metric_attrs.values():  # every image, no --max_samples cap
+            assert attrs["n_samples"] == n * n_classes
+    assert sorted(table.samples_per_class.unique()) == list(SIZES)
+    rows, cols = np.triu_indices(len(TEST_MODELS), k=1)
+    for metric, matrix in sims[10].matrices.items():
+        for n in SIZES:
+            want = np.corrcoef(matrix[rows, cols], sims[n].matrices[metric][rows, cols])[0, 1]
+            got = table[(table.metric == metric) & (table.samples_per_class == n)].pearson_r
+            assert got.tolist() == pytest.approx([want], abs=1e-9)
