@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass
 
 from pysim.config import (
+    IMAGENET_ID,
     MetricSpec,
     ModelEntry,
     check_dataset_dirs,
     check_dataset_ids,
+    derived_kind,
     load_dataset_info,
     load_dataset_list,
     load_metrics,
@@ -51,4 +53,8 @@ def summary(inputs: Inputs) -> str:
         f"{', ...' if len(inputs.datasets) > 5 else ''})",
         f"metrics:  {len(inputs.metrics)} ({', '.join(m.id for m in inputs.metrics)})",
     ]
+    derived = [d for d in inputs.datasets if derived_kind(d)]
+    if derived:
+        lines.append(f"derived:  {len(derived)} ({', '.join(derived)}; sliced from the "
+                     f"{IMAGENET_ID} features)")
     return "\n".join(lines)

@@ -69,6 +69,7 @@ def test_study_list_resolves_against_a_clip_benchmark_root(study):
     proc = validate(study, "--resolve")
     assert proc.returncode == 0, proc.stderr
     assert "datasets: 23" in proc.stdout and "inputs OK" in proc.stdout
+    assert "derived:  4 (entity30, living17, nonliving26, imagenet-subset-10k;" in proc.stdout
 
 
 def test_derived_ids_need_imagenet_folder(study):
@@ -114,3 +115,16 @@ def test_check_dataset_ids_accepts_wds_and_derived_ids():
                        "imagenet-subset-40k"])
     with pytest.raises(InputError, match="imagenet-subset-0k"):
         check_dataset_ids(["imagenet-subset-0k"])
+
+
+def test_main_nf_knows_the_same_derived_ids_as_pysim_config():
+    import re
+
+    from pysim.config import BREEDS_TASKS, IMAGENET_ID, IMAGENET_SUBSET
+
+    text = (ROOT / "main.nf").read_text()
+    groovy = re.search(r"^BREEDS_TASKS = \[(.*)\]$", text, re.M).group(1)
+    assert [t.strip(" '") for t in groovy.split(",")] == list(BREEDS_TASKS)
+    assert re.search(r"^IMAGENET_ID = '(.*)'$", text, re.M).group(1) == IMAGENET_ID
+    patterns = set(re.findall(r"==~ /(.*?)/", text))
+    assert patterns == {IMAGENET_SUBSET.pattern.replace("(", "").replace(")", "")}
