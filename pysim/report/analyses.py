@@ -136,6 +136,7 @@ def anchors_part(report, cdir: Path) -> str:
         text += f" {len(hits)} of {len(tests)} tests have adjusted p < {SIGNIFICANCE}."
         body = h.table(hits.sort_values("p_adjusted").head(30)) if len(hits) else ""
     else:
+        text += " No tests: no category has two groups with at least 3 other models each."
         body = ""
     return h.para(text) + h.figures(items) + body
 
