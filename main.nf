@@ -52,6 +52,8 @@ def helpText() {
       --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
       --permutations N         Mantel permutations                                  [${params.permutations}]
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
+      --consistency_transform T similarities transformed before consistency: none, tan, arccos [${params.consistency_transform}]
+      --consistency_anchors A,B anchor models of the anchor analysis                [every model]
       --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
       --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
     Weights (offline compute nodes):
@@ -105,6 +107,9 @@ def checkParams() {
     }
     if (!(params.feature_dtype in ['float32', 'float16'])) {
         fail("--feature_dtype must be float32 or float16, got '${params.feature_dtype}'")
+    }
+    if (!(params.consistency_transform in ['none', 'tan', 'arccos'])) {
+        fail("--consistency_transform must be none, tan or arccos, got '${params.consistency_transform}'")
     }
     if (params.probe_device != null && !(params.probe_device in ['cpu', 'cuda'])) {
         fail("--probe_device must be cpu or cuda, got '${params.probe_device}'")
