@@ -321,3 +321,21 @@ def test_cli_decode_gpu_on_cpu_and_untranslatable_step_exit_2(jpeg_root, tmp_pat
     assert not bad.exists()
     usage = " ".join(run_cli("pysim-extract", "--help").stdout.split())
     assert "--decode [cpu|gpu]" in usage and "non-JPEG samples (png, webp)" in usage
+
+
+@pytest.mark.slow
+def test_workflow_decode_param_reaches_the_extraction(tmp_path):
+    from nf_helpers import demo_run_args, latest_trace, read_trace, run_nf, write_inputs
+
+    inputs = write_inputs(tmp_path / "inputs", ("timm_vit_tiny", "tv_resnet18"))
+    proc = run_nf(demo_run_args(inputs) + ["--decode", "gpu", "--skip_probes"], cwd=tmp_path,
+                  timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [r for r in read_trace(latest_trace(tmp_path / "results"))
+            if r["process"] == "EXTRACT_FEATURES"]
+    assert len(rows) == 4
+    for row in rows:
+        assert "--decode gpu" in (Path(row["workdir"]) / ".command.sh").read_text()
+    features = list((tmp_path / "results" / "features").glob("*/*.h5"))
+    assert len(features) == 4
+    assert all(read_attrs(path)["decode"] == "gpu" for path in features)

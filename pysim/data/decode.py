@@ -165,8 +165,8 @@ def _interp(mode: Any, pil: bool, step: Any) -> str:
     if mode == InterpolationMode.NEAREST:
         # PIL's nearest samples pixel centres: torch's nearest-exact, not its legacy nearest
         return (InterpolationMode.NEAREST_EXACT if pil else mode).value
-    raise _untranslatable(step, f"{getattr(mode, 'value', mode)} interpolation has no tensor "
-                                "resize")
+    raise _untranslatable(step, f"{getattr(mode, 'value', mode)} interpolation (translated: "
+                                "bilinear, bicubic, nearest)")
 
 
 def _untranslatable(step: Any, why: str = "") -> InputError:
@@ -321,6 +321,11 @@ def decode_images(items: Sequence[torch.Tensor], device: str
         if item.ndim != 1:
             out[k] = item.to(device, non_blocking=True)
     if jpegs and device.startswith("cuda"):
+        # torchvision allocates the outputs on the current stream but decodes on a stream of
+        # its own without waiting: blocks freed with kernels still queued could be overwritten
+        # (pytorch/vision PR 9606). The stream is idle here in extract_split (features left the
+        # device); the sync makes it so for any caller.
+        torch.cuda.current_stream(torch.device(device)).synchronize()
         try:  # one batched nvjpeg call for the batch
             decoded = decode_jpeg([items[k] for k in jpegs], mode=ImageReadMode.RGB,
                                   device=device)
