@@ -41,6 +41,7 @@ def helpText() {
       --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
       --batch_size N           extraction batch size                                [${params.batch_size}]
       --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
+      --decode cpu|gpu         extraction decoding: PIL in CPU workers, or JPEG decode + preprocessing on --device [${params.decode}]
       --feature_dtype T        stored features: float32, or float16 (half the disk)  [${params.feature_dtype}]
       --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
       --similarity_memory SIZE memory budget of the similarity engine (e.g. 48.GB)  [80% of the task's memory]
@@ -107,6 +108,9 @@ def checkParams() {
     }
     if (!(params.feature_dtype in ['float32', 'float16'])) {
         fail("--feature_dtype must be float32 or float16, got '${params.feature_dtype}'")
+    }
+    if (!(params.decode in ['cpu', 'gpu'])) {
+        fail("--decode must be cpu or gpu, got '${params.decode}'")
     }
     if (!(params.consistency_transform in ['none', 'tan', 'arccos'])) {
         fail("--consistency_transform must be none, tan or arccos, got '${params.consistency_transform}'")
