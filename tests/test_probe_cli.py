@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_bad_input, run_cli
+from pysim.analysis.sim_vs_perf import load_probes
 from pysim.io import SplitFeatures, write_features
 
 FIELDS = ["model_id", "dataset", "test_acc1", "test_acc5", "val_acc1", "lr", "weight_decay",
@@ -61,6 +62,8 @@ def test_writes_the_probe_record_deterministically(features, tmp_path):
     assert record["wd_grid"] == {"name": "paper", "start": -6, "stop": 1, "num": 64,
                                  "coarse_step": 9, "refine_steps": [4, 2, 1]}
     assert "top-5 n/a" in proc.stderr
+    # the report's and sim-vs-perf's reader takes the record with its null top-5 and lr lists
+    assert load_probes([out]) == {"wds_toy": {"toy_model": 1.0}}
     assert probe(features, again, *QUICK).returncode == 0
     assert again.read_bytes() == out.read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.json", "b.json"]  # no temp files
