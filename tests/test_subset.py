@@ -34,22 +34,26 @@ def shuffled_labels(sizes, labels, seed=0) -> np.ndarray:
     return targets
 
 
-@pytest.mark.parametrize("sizes, max_samples, expected", [
+@pytest.mark.parametrize("sizes, max_samples, expected, total", [
+    # classes like Diabetic Retinopathy's (two under 2 000): the study's subset of 7 581 images
+    ([25810, 2443, 5292, 873, 708], 10000, [2000, 2000, 2000, 873, 708], 7581),
+    # classes like FER2013's (one of 436 images): the study's subset of 9 010 images
+    ([3995, 436, 4097, 7215, 4830, 3171, 4965], 10000, [1429, 436] + [1429] * 5, 9010),
     # Diabetic Retinopathy's train classes scaled down by 100: 20 per class, no redistribution
-    ([258, 24, 53, 8, 7], 100, [20, 20, 20, 8, 7]),
+    ([258, 24, 53, 8, 7], 100, [20, 20, 20, 8, 7], 75),
     # three big classes: ceil(100 / 3) = 34 each, 102 in all (the rule may overshoot)
-    ([40, 50, 60], 100, [34, 34, 34]),
+    ([40, 50, 60], 100, [34, 34, 34], 102),
     # one big class cannot use the small classes' unused budget
-    ([1, 2, 500], 90, [1, 2, 30]),
+    ([1, 2, 500], 90, [1, 2, 30], 33),
 ])
-def test_per_class_rule_of_the_original_study(sizes, max_samples, expected):
-    assert original_rule(sizes, max_samples) == expected
-    labels = np.array([7, 3, 11, 5, 9][:len(sizes)])  # labels in no particular order
+def test_per_class_rule_of_the_original_study(sizes, max_samples, expected, total):
+    assert original_rule(sizes, max_samples) == expected and sum(expected) == total
+    labels = np.array([7, 3, 11, 5, 9, 0, 2][:len(sizes)])  # labels in no particular order
     targets = shuffled_labels(sizes, labels)
     idx = stratified_indices(targets, max_samples, seed=2)
     assert np.all(np.diff(idx) > 0)
     counts = [int(np.sum(targets[idx] == label)) for label in labels]
-    assert counts == expected
+    assert counts == expected and len(idx) == total
     assert per_class_quotas(np.array(sizes), max_samples).tolist() == expected
     assert stratified_indices(targets, max_samples, seed=2, mode="per_class").tolist() == \
         idx.tolist()
