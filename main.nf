@@ -69,6 +69,7 @@ def helpText() {
       --slurm_account A        account charged                                      [${params.slurm_account}]
       --slurm_queue_size N     jobs queued at once (keep it under your QOS submit limit) [${params.slurm_queue_size}]
       --slurm_retry_reason RE  sbatch errors retried later (regex)                  [see nextflow.config]
+      --array_size N           extraction tasks per SLURM job array (0: one job per task) [${params.array_size}]
     Apptainer (-profile apptainer):
       --container FILE|URI     the image of every task                             [${params.container}]
       --container_dir DIR      folder with pysim-cpu.sif / pysim-gpu.sif            [${params.container_dir}]
@@ -124,6 +125,10 @@ def checkParams() {
         if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
             fail("--${name} must be a positive integer, got '${params[name]}'")
         }
+    }
+    def arraySize = params.array_size.toString()
+    if (!(arraySize.isInteger() && arraySize.toInteger() in 0..1000)) {
+        fail("--array_size must be an integer from 0 to 1000 (SLURM's default MaxArraySize is 1001), got '${arraySize}'")
     }
     if (params.max_memory != null && params.max_memory !instanceof Boolean) {
         checkSize('max_memory')
