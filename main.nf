@@ -36,6 +36,7 @@ def helpText() {
       --model_ids A,B          run only these model ids of the table               [${params.model_ids}]
       --skip_probes            no linear probes (and no similarity-vs-accuracy)    [${params.skip_probes}]
       --max_samples N          subset size per dataset                              [${params.max_samples}]
+      --subset_mode M          per_class (ceil(N/C) per class) or balanced          [${params.subset_mode}]
       --seed S                 seed of subsets, permutations, bootstrap             [${params.seed}]
       --device auto|cpu|cuda   device of extraction and similarity                  [${params.device}]
       --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
@@ -48,6 +49,10 @@ def helpText() {
       --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
       --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
       --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
+      --probe_batch_size N     probe mini-batch size                                [${params.probe_batch_size}]
+      --probe_selection S      lr / weight decay: per_seed or shared                [${params.probe_selection}]
+      --probe_wd_grid G        weight-decay grid: paper (64 points) or fine         [${params.probe_wd_grid}]
+      --probe_tie_break T      validation ties: order (the study's) or loss         [${params.probe_tie_break}]
       --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
       --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
       --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
@@ -118,7 +123,14 @@ def checkParams() {
     if (params.probe_device != null && !(params.probe_device in ['cpu', 'cuda'])) {
         fail("--probe_device must be cpu or cuda, got '${params.probe_device}'")
     }
-    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'permutations', 'bootstrap']) {
+    def choices = [subset_mode: ['per_class', 'balanced'], probe_selection: ['per_seed', 'shared'],
+                   probe_wd_grid: ['paper', 'fine'], probe_tie_break: ['order', 'loss']]
+    choices.each { name, allowed ->
+        if (!(params[name] in allowed)) {
+            fail("--${name} must be ${allowed.join(' or ')}, got '${params[name]}'")
+        }
+    }
+    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'probe_batch_size', 'permutations', 'bootstrap']) {
         if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
             fail("--${name} must be a positive integer, got '${params[name]}'")
         }
