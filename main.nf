@@ -42,17 +42,23 @@ def helpText() {
       --model_ids A,B          run only these model ids of the table               [${params.model_ids}]
       --skip_probes            no linear probes (and no similarity-vs-accuracy)    [${params.skip_probes}]
       --max_samples N          subset size per dataset                              [${params.max_samples}]
+      --subset_mode M          per_class (ceil(N/C) per class) or balanced          [${params.subset_mode}]
       --seed S                 seed of subsets, permutations, bootstrap             [${params.seed}]
       --device auto|cpu|cuda   device of extraction and similarity                  [${params.device}]
       --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
       --batch_size N           extraction batch size                                [${params.batch_size}]
       --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
+      --decode cpu|gpu         extraction decoding: PIL in CPU workers, or JPEG decode + preprocessing on --device [${params.decode}]
       --feature_dtype T        stored features: float32, or float16 (half the disk)  [${params.feature_dtype}]
       --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
       --similarity_memory SIZE memory budget of the similarity engine (e.g. 48.GB)  [80% of the task's memory]
       --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
       --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
       --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
+      --probe_batch_size N     probe mini-batch size                                [${params.probe_batch_size}]
+      --probe_selection S      lr / weight decay: per_seed or shared                [${params.probe_selection}]
+      --probe_wd_grid G        weight-decay grid: paper (64 points) or fine         [${params.probe_wd_grid}]
+      --probe_tie_break T      validation ties: order (the study's) or loss         [${params.probe_tie_break}]
       --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
       --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
       --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
@@ -60,6 +66,8 @@ def helpText() {
                                ImageNet in --datasets; 10 is the reference; false: off) [${params.subset_sizes}]
       --permutations N         Mantel permutations                                  [${params.permutations}]
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
+      --consistency_transform T similarities transformed before consistency: none, tan, arccos [${params.consistency_transform}]
+      --consistency_anchors A,B anchor models of the anchor analysis                [every model]
       --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
       --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
     Weights (offline compute nodes):
@@ -72,6 +80,7 @@ def helpText() {
       --slurm_account A        account charged                                      [${params.slurm_account}]
       --slurm_queue_size N     jobs queued at once (keep it under your QOS submit limit) [${params.slurm_queue_size}]
       --slurm_retry_reason RE  sbatch errors retried later (regex)                  [see nextflow.config]
+      --array_size N           extraction tasks per SLURM job array (0: one job per task) [${params.array_size}]
     Apptainer (-profile apptainer):
       --container FILE|URI     the image of every task                             [${params.container}]
       --container_dir DIR      folder with pysim-cpu.sif / pysim-gpu.sif            [${params.container_dir}]
@@ -113,10 +122,23 @@ def checkParams() {
     if (!(params.feature_dtype in ['float32', 'float16'])) {
         fail("--feature_dtype must be float32 or float16, got '${params.feature_dtype}'")
     }
+    if (!(params.decode in ['cpu', 'gpu'])) {
+        fail("--decode must be cpu or gpu, got '${params.decode}'")
+    }
+    if (!(params.consistency_transform in ['none', 'tan', 'arccos'])) {
+        fail("--consistency_transform must be none, tan or arccos, got '${params.consistency_transform}'")
+    }
     if (params.probe_device != null && !(params.probe_device in ['cpu', 'cuda'])) {
         fail("--probe_device must be cpu or cuda, got '${params.probe_device}'")
     }
-    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'permutations', 'bootstrap']) {
+    def choices = [subset_mode: ['per_class', 'balanced'], probe_selection: ['per_seed', 'shared'],
+                   probe_wd_grid: ['paper', 'fine'], probe_tie_break: ['order', 'loss']]
+    choices.each { name, allowed ->
+        if (!(params[name] in allowed)) {
+            fail("--${name} must be ${allowed.join(' or ')}, got '${params[name]}'")
+        }
+    }
+    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'probe_batch_size', 'permutations', 'bootstrap']) {
         if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
             fail("--${name} must be a positive integer, got '${params[name]}'")
         }
@@ -124,6 +146,10 @@ def checkParams() {
     if (params.subset_sizes && !params.subset_sizes.toString().tokenize(',')*.trim().every {
             it.isInteger() && it.toInteger() > 0 }) {
         fail("--subset_sizes must be a comma-separated list of positive integers, got '${params.subset_sizes}'")
+    }
+    def arraySize = params.array_size.toString()
+    if (!(arraySize.isInteger() && arraySize.toInteger() in 0..1000)) {
+        fail("--array_size must be an integer from 0 to 1000 (SLURM's default MaxArraySize is 1001), got '${arraySize}'")
     }
     if (params.max_memory != null && params.max_memory !instanceof Boolean) {
         checkSize('max_memory')

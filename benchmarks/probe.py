@@ -16,14 +16,8 @@ import torch
 
 from pysim.probe import ProbeData, ProbeSettings
 from pysim.probe.data import l2_normalize, stratified_split
-from pysim.probe.search import (
-    COARSE_STEP,
-    REFINE_SPANS,
-    WD_GRID,
-    cpu_threads,
-    probe_threads,
-    run_probe,
-)
+from pysim.probe.search import cpu_threads, probe_threads, run_probe
+from pysim.probe.wd_search import GRIDS
 
 
 def synthetic(n: int, d: int, n_classes: int, seed: int = 0) -> ProbeData:
@@ -75,10 +69,13 @@ def main() -> None:
         torch.cuda.synchronize()
     batched = time.perf_counter() - start
     print(f"batched probe: {batched:.1f} s  (test top-1 {record['test_acc1']:.4f}, "
-          f"lr {record['lr']:g}, wd {record['weight_decay']:.3g})")
+          f"lr per seed {record['lr']}, wd per seed "
+          f"{[f'{wd:.3g}' for wd in record['weight_decay']]})")
 
     # search runs at 80% of the train data, the refit at 100%: count them as train-data passes
-    n_search = (len(WD_GRID[::COARSE_STEP]) + 2 * len(REFINE_SPANS)) * len(settings.lrs)
+    grid = GRIDS[settings.wd_grid]
+    n_search = ((len(grid.values[::grid.coarse_step]) + 2 * len(grid.refine_steps))
+                * len(settings.lrs))
     runs = len(settings.seeds) * (n_search * (1 - settings.val_proportion) + 1)
     threads = probe_threads(data, settings, args.device)
     with cpu_threads(threads):  # the same thread count as the probe used

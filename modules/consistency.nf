@@ -15,15 +15,19 @@ process CONSISTENCY {
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def anchors = params.consistency_anchors ?
+        params.consistency_anchors.toString().tokenize(',').collect { "--anchors ${it.trim()}" }.join(' ') : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
-        --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed}
+        --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
+        --transform ${params.consistency_transform} ${anchors}
     """
 
     stub:
     """
     mkdir -p consistency
-    touch consistency/consistency.csv consistency/clusters.csv
+    touch consistency/consistency.csv consistency/clusters.csv consistency/metric_agreement.csv \\
+        consistency/anchors.csv consistency/anchor_tests.csv
     """
 }

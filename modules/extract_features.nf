@@ -18,6 +18,9 @@ process EXTRACT_FEATURES {
 
     script:
     def batch = Math.max(1, (params.batch_size as int).intdiv(1 << (task.attempt - 1)))
+    // --decode only when not the default: the command (and so the cache of runs made before
+    // the option existed) stays the same with --decode cpu
+    def decode = params.decode == 'cpu' ? '' : " --decode ${params.decode}"
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > model_entry.json <<'PYSIM_MODEL_ENTRY'
@@ -27,7 +30,7 @@ PYSIM_MODEL_ENTRY
         --dataset-root . --dataset '${dataset_id}' --out '${model_id}.h5' \\
         --device ${params.device} --precision ${params.precision} \\
         --batch-size ${batch} --num-workers ${params.num_workers} \\
-        --feature-dtype ${params.feature_dtype}
+        --feature-dtype ${params.feature_dtype}${decode}
     """
 
     stub:

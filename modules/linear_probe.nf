@@ -21,6 +21,8 @@ process LINEAR_PROBE {
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-probe --features ${features} --out '${model_id}.json' \\
         --lrs ${params.probe_lrs} --epochs ${params.probe_epochs} \\
+        --batch-size ${params.probe_batch_size} --selection ${params.probe_selection} \\
+        --wd-grid ${params.probe_wd_grid} --tie-break ${params.probe_tie_break} \\
         --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion} \\
         --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'}${params.probe_test_from_train ? ' --test-from-train' : ''}
     """

@@ -13,7 +13,7 @@ process MAKE_SUBSET {
     script:
     """
     pysim-subset --features ${features} --out ${key}.json \\
-        --max-samples ${params.max_samples} --seed ${params.seed}
+        --max-samples ${params.max_samples} --seed ${params.seed} --mode ${params.subset_mode}
     """
 
     stub:

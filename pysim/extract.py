@@ -1,6 +1,8 @@
 """Features of one model on one dataset (train and test split) -> the DESIGN §5 features file.
 
-Images are decoded and preprocessed in DataLoader workers in shard order; the model runs in
+Images are decoded and preprocessed in DataLoader workers in shard order (with
+`decode="gpu"`: JPEGs decoded and preprocessed as tensors on the device, pysim.data.decode);
+the model runs in
 fp32 (or bf16/fp16 under autocast); the file records exactly which weights and preprocessing
 were used. On the CPU in fp32, two runs on the same inputs give identical arrays.
 
@@ -28,6 +30,7 @@ from pysim.io import SplitFeatures
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
+DECODES = ("cpu", "gpu")  # --decode: PIL in the workers, or the tensor path (pysim.data.decode)
 # pysim-extract's exit status when CUDA ran out of memory (no file written): the workflow
 # retries the task with half the batch size (EX_TEMPFAIL of sysexits.h).
 EXIT_CUDA_OOM = 75
@@ -49,6 +52,7 @@ class ExtractOptions:
     progress: bool = True
     threads: int | None = None  # torch intra-op threads on the CPU (None: torch's default)
     feature_dtype: str = "float32"  # stored dtype of the features (float16 halves the file)
+    decode: str = "cpu"  # cpu: PIL + the model's transform; gpu: tensor path on opts.device
 
 
 def model_entry(models_file: str | os.PathLike, model_id: str) -> ModelEntry:
@@ -106,9 +110,31 @@ def _forward(extractor, images, oom_above: int | None):
     return extractor(images)
 
 
+def _reader_and_loader(index, preprocess, opts: ExtractOptions):
+    """The split's DataLoader: PIL + transform in the workers (decode cpu), or the tensor path
+    (decode gpu: `preprocess` is the model's transform or its TensorPreprocess)."""
+    pin = opts.device.startswith("cuda")
+    if opts.decode == "cpu":
+        return build_loader(SplitReader(index, preprocess), opts.batch_size, opts.num_workers,
+                            pin_memory=pin)
+    from pysim.data.decode import (
+        EncodedSplitReader,
+        TensorCollate,
+        TensorPreprocess,
+        tensor_preprocess,
+    )
+
+    pipeline = preprocess if isinstance(preprocess, TensorPreprocess) else \
+        tensor_preprocess(preprocess)
+    return build_loader(EncodedSplitReader(index), opts.batch_size, opts.num_workers,
+                        pin_memory=pin, collate_fn=TensorCollate(pipeline, opts.device))
+
+
 def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
                   desc: str = "", sink=None) -> tuple[SplitFeatures | None, int]:
     """Features, targets and keys of one split in sample order, batch by batch.
+
+    `preprocess` is the model's transform (with opts.decode "gpu" also its TensorPreprocess).
 
     Each batch's features leave the device at once (as float32, or float16 with
     opts.feature_dtype) and go to `sink.append(features, targets, keys)` (a
@@ -118,20 +144,24 @@ def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
     import torch
     from tqdm import tqdm
 
+    from pysim.data.decode import EncodedBatch, finish_batch
+
     store = torch.float16 if opts.feature_dtype == "float16" else torch.float32
     oom_above = _oom_hook_limit()
     memory = sink is None
     sink = _MemorySink() if memory else sink
     index = index_split(split_path, strict=opts.strict)
-    reader = SplitReader(index, preprocess)
-    loader = build_loader(reader, opts.batch_size, opts.num_workers,
-                          pin_memory=opts.device.startswith("cuda"))
+    loader = _reader_and_loader(index, preprocess, opts)
     skipped = list(index.skipped)
     n_good = n_nonfinite = n_overflow = 0
     bar = tqdm(loader, desc=desc, unit="batch", file=sys.stderr, disable=not opts.progress,
                mininterval=1.0 if sys.stderr.isatty() else 10.0)
     with torch.inference_mode(), _autocast(opts.device, opts.precision):
         for images, _, pos, bad in bar:
+            if isinstance(images, EncodedBatch):  # tensor path on CUDA: decode on the device
+                images, _, pos, more = finish_batch(images, loader.collate_fn.pipeline,
+                                                    opts.device)
+                bad = [*bad, *more]
             for i, reason in bad:
                 where = f"{index.shard_paths[index.shards[i]]}:{index.keys[i]}"
                 if opts.strict:
@@ -184,6 +214,8 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}")
     if opts.feature_dtype not in FEATURE_DTYPES:
         raise InputError(f"--feature-dtype must be one of {', '.join(FEATURE_DTYPES)}")
+    if opts.decode not in DECODES:
+        raise InputError(f"--decode must be one of {', '.join(DECODES)}")
     _oom_hook_limit()
     if opts.batch_size < 1 or opts.num_workers < 0:
         raise InputError("--batch-size must be >= 1 and --num-workers >= 0")
@@ -202,7 +234,12 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
     model.to(opts.device)
     if opts.device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    attrs = {}
+    attrs = {"decode": opts.decode}
+    if opts.decode == "gpu":  # before any image is read: an untranslatable step is bad input
+        from pysim.data.decode import tensor_preprocess
+
+        preprocess = tensor_preprocess(preprocess)
+        attrs["decode_steps"] = preprocess.describe()
     with FeatureWriter(out, dtype=opts.feature_dtype) as writer:
         for split in splits:
             _, attrs[f"n_skipped_{split}"] = extract_split(

@@ -115,13 +115,13 @@ def test_mantel_p_small_when_related_and_uniform_when_not():
 
 
 def plain_group_pairs(labels):
-    """{(g1, g2): [(i, j), ...]} over i < j with both labels known, >= 3 pairs."""
+    """{(g1, g2): [(i, j), ...]} over i < j with both labels known, >= 2 pairs."""
     groups = {}
     for i, j in itertools.combinations(range(len(labels)), 2):
         if labels[i] is None or labels[j] is None:
             continue
         groups.setdefault(tuple(sorted((labels[i], labels[j]))), []).append((i, j))
-    return {k: v for k, v in groups.items() if len(v) >= 3}
+    return {k: v for k, v in groups.items() if len(v) >= 2}
 
 
 def corr(x, y):
@@ -179,10 +179,11 @@ def test_vectorised_results_equal_plain_loops():
     key = ["category", "group_1", "group_2", "dataset_1", "dataset_2"]
     got = table.sort_values(key).reset_index(drop=True)
     expected = expected.sort_values(key).reset_index(drop=True)
-    # ("C", "C") and ("l", "l") have 1 pair, ("l", "x") 2: skipped; None never counts
+    # ("C", "C") and ("l", "l") have 1 pair: skipped; ("l", "x") has exactly 2: kept
     found = set(zip(got["group_1"], got["group_2"], strict=True))
-    assert {("C", "C"), ("l", "l"), ("l", "x")}.isdisjoint(found)
-    assert {("A", "C"), ("s", "x"), ("l", "s")} <= found
+    assert {("C", "C"), ("l", "l")}.isdisjoint(found)
+    assert {("A", "C"), ("s", "x"), ("l", "s"), ("l", "x")} <= found
+    assert set(got[got["group_1"] == "l"].query("group_2 == 'x'")["n_pairs"]) == {2}
     pd.testing.assert_frame_equal(got[key + ["metric", "n_pairs"]],
                                   expected[key + ["metric", "n_pairs"]], check_dtype=False)
     for column in ["pearson_r", "spearman_r", "mantel_p", "ci_low", "ci_high"]:
@@ -223,10 +224,12 @@ def test_cli_writes_every_table_and_rejects_bad_input(tmp_path):
             "--dataset-info", info, "--permutations", "19", "--bootstrap", "19",
             "--num-clusters", "2", check=True)
     table = pd.read_csv(out / "consistency.csv")
-    assert list(table.columns) == cons.COLUMNS
+    assert list(table.columns) == [*cons.COLUMNS, "transform"]
+    assert set(table["transform"]) == {"none"}
     assert len(table[table["category"] == "all"]) == 3
     for name in [f"matrix_{METRIC}.csv", f"aggregate_{METRIC}.csv", "clusters.csv",
-                 "clusters_ari.csv", "domains.csv"]:
+                 "clusters_ari.csv", "domains.csv", f"embedding_{METRIC}.csv",
+                 "metric_agreement.csv", "anchors.csv", "anchor_tests.csv"]:
         assert (out / name).stat().st_size > 0, name
     domains = pd.read_csv(out / "domains.csv")
     alls = domains[domains["category"] == "all"].set_index(["domain_1", "domain_2"])

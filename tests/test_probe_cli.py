@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import assert_bad_input, run_cli
+from pysim.analysis.sim_vs_perf import load_probes
 from pysim.io import SplitFeatures, write_features
 
 FIELDS = ["model_id", "dataset", "test_acc1", "test_acc5", "val_acc1", "lr", "weight_decay",
-          "epochs", "seeds", "n_train", "n_test"]
-QUICK = ["--epochs", "4", "--seeds", "0,1"]
+          "epochs", "seeds", "n_train", "n_test", "batch_size", "val_proportion", "selection",
+          "tie_break", "wd_grid", "test_acc1_per_seed", "val_acc1_per_seed"]
+QUICK = ["--epochs", "4", "--seeds", "0,1", "--batch-size", "64"]
 
 
 def write_gaussian_features(path, n_train=120, n_test=60, d=24, n_classes=4, with_test=True):
@@ -48,13 +50,36 @@ def test_writes_the_probe_record_deterministically(features, tmp_path):
     record = json.loads(out.read_text())
     assert list(record) == FIELDS
     assert record["model_id"] == "toy_model" and record["dataset"] == "wds_toy"
-    assert record["test_acc1"] == 1.0 and record["test_acc5"] == 1.0
+    assert record["test_acc1"] == 1.0
+    assert record["test_acc5"] is None and '"test_acc5": null' in out.read_text()  # 4 classes
     assert record["epochs"] == 4 and record["seeds"] == [0, 1]
     assert record["n_train"] == 120 and record["n_test"] == 60
-    assert record["lr"] in [1e-1, 1e-2, 1e-3, 1e-4] and 1e-6 <= record["weight_decay"] <= 10
+    assert len(record["lr"]) == len(record["weight_decay"]) == 2
+    assert set(record["lr"]) <= {1e-1, 1e-2, 1e-3, 1e-4}
+    assert set(record["weight_decay"]) <= set(np.logspace(-6, 1, 64).tolist())
+    assert (record["batch_size"], record["val_proportion"]) == (64, 0.2)
+    assert (record["selection"], record["tie_break"]) == ("per_seed", "order")
+    assert record["wd_grid"] == {"name": "paper", "start": -6, "stop": 1, "num": 64,
+                                 "coarse_step": 9, "refine_steps": [4, 2, 1]}
+    assert "top-5 n/a" in proc.stderr
+    # the report's and sim-vs-perf's reader takes the record with its null top-5 and lr lists
+    assert load_probes([out]) == {"wds_toy": {"toy_model": 1.0}}
     assert probe(features, again, *QUICK).returncode == 0
     assert again.read_bytes() == out.read_bytes()
     assert sorted(p.name for p in out.parent.iterdir()) == ["a.json", "b.json"]  # no temp files
+
+
+def test_default_batch_size_is_the_studys_and_options_reach_the_record(features, tmp_path):
+    out = tmp_path / "shared.json"
+    proc = probe(features, out, "--epochs", "2", "--seeds", "0,1", "--selection", "shared",
+                 "--wd-grid", "fine", "--tie-break", "loss")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.read_text())
+    assert record["batch_size"] == 1024
+    assert (record["selection"], record["tie_break"]) == ("shared", "loss")
+    assert record["wd_grid"]["num"] == 113
+    assert record["lr"][0] == record["lr"][1]
+    assert record["weight_decay"][0] == record["weight_decay"][1]
 
 
 def test_missing_test_split_is_bad_input_unless_carved_from_train(tmp_path):
@@ -76,6 +101,9 @@ def test_missing_test_split_is_bad_input_unless_carved_from_train(tmp_path):
     (["--lrs", "0.1,-1"], "learning rates must be positive"),
     (["--seeds", "1,1"], "seeds"),
     (["--normalize", "l3"], "--normalize"),
+    (["--selection", "best"], "--selection"),
+    (["--wd-grid", "coarse"], "--wd-grid"),
+    (["--batch-size", "0"], "--batch-size"),
 ])
 def test_bad_options_are_one_line_errors(features, tmp_path, extra, fragment):
     out = tmp_path / "out.json"

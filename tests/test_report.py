@@ -113,16 +113,28 @@ def test_report_parses_and_shows_every_part(full_report):
     index = root / "report" / "index.html"
     page = parse(index)
     check_references(index, page)
-    assert {"summary", "models", "datasets", "similarity", "consistency", "gap"} <= set(page.ids)
+    assert {"summary", "models", "datasets", "similarity", "consistency", "analyses",
+            "gap"} <= set(page.ids)
     names = [Path(s).name for s in page.images]
     assert sum(n.startswith("sim__") for n in names) == len(DATASETS) * len(METRICS)
     assert sum(n.startswith("consistency__") for n in names) == len(METRICS)
     assert sum(n.startswith("categories__") for n in names) == len(METRICS)
     assert sum(n.startswith("gap__") for n in names) == len(METRICS)
+    # the further analyses: a t-SNE map per metric and category column, mean vs. spread per
+    # metric, one metric-vs-metric figure, anchor heatmaps per metric
+    for metric in METRICS:
+        for column in ("objective", "architecture_class", "dataset_class", "size_class"):
+            assert f"embedding__{metric}__{column}.png" in names
+    assert sum(n.startswith("embedding__") for n in names) == len(METRICS) * 4
+    assert sum(n.startswith("meanstd__") for n in names) == len(METRICS)
+    assert names.count("metrics__agreement.png") == 1
+    assert sum(n.startswith("anchors__") for n in names) == len(METRICS)
     assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(names)
     text = " ".join(page.text)
     for shown in ("Stanford Cars", "FER2013", "CIFAR-10", "Natural (single-domain)",
-                  "Structured", "Self-Supervised", "model_5", "pysim 0.1.0"):
+                  "Structured", "Self-Supervised", "model_5", "pysim 0.1.0",
+                  "Model maps (t-SNE)", "Mean vs. spread across datasets", "Metric vs. metric",
+                  "Anchor models", "transformed before correlating: none"):
         assert shown in text, shown
     assert "../pipeline_info/execution_report.html" in page.links
     assert "class=\"missing\"" not in index.read_text()

@@ -93,7 +93,9 @@ def test_help_lists_the_params(tmp_path):
     for name in ("--models", "--datasets", "--metrics", "--dataset_root", "--outdir",
                  "--max_samples", "--model_ids", "--skip_probes", "--gpu_partition",
                  "--slurm_account", "--permutations", "--container_dir", "--weights_dir",
-                 "--similarity_memory", "--max_memory", "--max_time", "--apptainer_binds"):
+                 "--similarity_memory", "--max_memory", "--max_time", "--apptainer_binds",
+                 "--array_size", "--consistency_transform", "--consistency_anchors",
+                 "--decode"):
         assert name in proc.stdout, name
     work = tmp_path / "work"
     assert not work.exists() or not any(work.iterdir())
@@ -105,6 +107,11 @@ LAUNCH_ERRORS = {
                           "image not found: {tmp}/pysim-gpu.sif (GPU tasks run on CUDA)"),
     "bad similarity memory": (["--similarity_memory", "lots"],
                               "--similarity_memory: cannot read size 'lots'"),
+    "array size over SLURM's limit": (["-profile", "slurm", "--array_size", "5000"],
+                                      "--array_size must be an integer from 0 to 1000"),
+    "unknown decode": (["--decode", "nvjpeg"], "--decode must be cpu or gpu, got 'nvjpeg'"),
+    "unknown transform": (["--consistency_transform", "log"],
+                          "--consistency_transform must be none, tan or arccos, got 'log'"),
     "weights dir missing": (["--weights_dir", "{tmp}/nowhere"],
                             "--weights_dir: folder not found: {tmp}/nowhere"),
     # hard links (features' default --publish_mode) cannot cross file systems: said at launch,

@@ -86,10 +86,29 @@ def test_every_design_output_exists_and_is_readable(reference_run):
         assert len(pd.read_csv(out / "consistency" / f"aggregate_{metric_id}.csv")) == 3
     clusters = pd.read_csv(out / "consistency" / "clusters.csv")
     assert {"dataset", "metric", "model_id", "cluster"} <= set(clusters)
+    assert set(consistency["transform"]) == {"none"}
+    for metric_id in metric_ids:  # 3 models: t-SNE perplexity clipped to 2
+        embedding = pd.read_csv(out / "consistency" / f"embedding_{metric_id}.csv")
+        assert list(embedding.columns) == ["dataset", "model_id", "x", "y"]
+        assert len(embedding) == 3 * len(KEYS) and np.isfinite(embedding[["x", "y"]]).all().all()
+    agreement = pd.read_csv(out / "consistency" / "metric_agreement.csv")
+    assert list(agreement.columns) == ["dataset", "metric_1", "metric_2", "pearson_r",
+                                       "spearman_r"]
+    n_metrics = len(metric_ids)
+    assert len(agreement) == n_metrics * (n_metrics - 1) // 2 * len(KEYS)
+    # 3 models leave at most 2 others per group: anchors need 3, so the tables have no rows
+    anchors = pd.read_csv(out / "consistency" / "anchors.csv")
+    assert {"metric", "anchor_model", "category", "group", "dataset_1", "dataset_2",
+            "n_models", "pearson_r", "spearman_r", "transform"} <= set(anchors)
+    tests = pd.read_csv(out / "consistency" / "anchor_tests.csv")
+    assert {"statistic", "p_value", "p_adjusted", "transform"} <= set(tests)
     gap = pd.read_csv(out / "performance" / "similarity_vs_gap.csv")
     assert len(gap) == len(metric_ids) * len(KEYS)
     assert "<html" in (out / "report" / "index.html").read_text().lower()
     assert any((out / "report" / "figures").iterdir())
+    figures = {p.name for p in (out / "report" / "figures").iterdir()}
+    for prefix in ("embedding__", "meanstd__", "metrics__agreement"):
+        assert any(name.startswith(prefix) for name in figures), prefix
     info = out / "pipeline_info"
     for kind in ("execution_report", "execution_timeline", "pipeline_dag"):
         assert [p.stat().st_size > 0 for p in run_files(info, kind)] == [True], kind

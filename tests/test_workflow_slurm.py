@@ -8,6 +8,7 @@ for exceeding its memory is retried with more memory and succeeds.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,8 +18,10 @@ from nf_helpers import (
     DEMO,
     REPO,
     SLURM_TEST_CONFIG,
+    TEST_DATASETS,
     TEST_MODELS,
     check_jobs_have_label_resources,
+    dataset_key,
     demo_run_args,
     latest_trace,
     nextflow_bin,
@@ -152,3 +155,42 @@ def test_max_time_keeps_requests_under_the_partition_limit(slurm_cluster, tmp_pa
                           timeout=600)
     assert over.returncode != 0
     assert "Requested time limit is invalid" in over.stdout + over.stderr
+
+
+SBATCH_COUNTER = """#!/bin/sh
+# Counts sbatch calls (one line per call), then runs the real sbatch.
+echo "$@" >> "{log}"
+exec "{sbatch}" "$@"
+"""
+
+
+def test_array_size_submits_extraction_as_job_arrays(slurm_cluster, tmp_path):
+    # 3 models x 2 datasets = 6 extraction tasks with --array_size 4: arrays of 4 and 2
+    # tasks, so 2 sbatch calls for them instead of 6 (counted by a wrapper around sbatch).
+    inputs = slurm_inputs(tmp_path / "inputs")
+    shims, log = tmp_path / "shims", tmp_path / "sbatch_calls.txt"
+    shims.mkdir()
+    real = shutil.which("sbatch", path=slurm_cluster.env(nf_env())["PATH"])
+    (shims / "sbatch").write_text(SBATCH_COUNTER.format(log=log, sbatch=real))
+    (shims / "sbatch").chmod(0o755)
+    env = slurm_cluster.env(nf_env())
+    env["PATH"] = f"{shims}:{env['PATH']}"
+    proc = subprocess.run([nextflow_bin(), *production_args(inputs, "--skip_probes",
+                                                            "--array_size", "4")],
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + slurm_cluster.logs()
+
+    rows = read_trace(latest_trace(tmp_path / "results"))
+    extract = [row for row in rows if row["process"] == "EXTRACT_FEATURES"]
+    others = [row for row in rows if row["process"] != "EXTRACT_FEATURES"]
+    assert len(extract) == len(TEST_MODELS) * len(TEST_DATASETS) == 6
+    # an array child's job id is <array job id>_<index>
+    arrays = {row["native_id"].split("_")[0] for row in extract}
+    assert all("_" in row["native_id"] for row in extract) and len(arrays) == 2, extract
+    assert all(row["native_id"].isdigit() for row in others)
+    calls = log.read_text().splitlines()
+    print(f"sbatch calls: {len(calls)} for {len(rows)} tasks")
+    assert len(calls) == len(others) + len(arrays) < len(rows)
+    check_jobs_have_label_resources(rows, slurm_cluster.show_job, gpu=True)
+    key = dataset_key(TEST_DATASETS[0])
+    assert (tmp_path / "results" / "features" / key / f"{TEST_MODELS[0]}.h5").exists()

@@ -20,7 +20,7 @@ from pysim.analysis import statistics as st
 
 COLUMNS = ["metric", "dataset_1", "dataset_2", "category", "group_1", "group_2", "n_pairs",
            "pearson_r", "spearman_r", "mantel_p", "ci_low", "ci_high"]
-MIN_PAIRS = 3
+MIN_PAIRS = 2
 ALL = "all"
 
 

@@ -5,33 +5,59 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pysim.analysis import aggregate, clusters, consistency, domains
+from pysim.analysis import aggregate, agreement, anchors, clusters, consistency, domains, embedding
 from pysim.analysis.stack import align, finite_models, read_all
+from pysim.analysis.transforms import transform_similarities
 from pysim.config import CATEGORY_COLUMNS, load_dataset_info, load_models
+from pysim.errors import InputError
 from pysim.io import write_csv
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Settings of the consistency stage (see compute_consistency)."""
+
+    permutations: int = 1000
+    bootstrap: int = 1000
+    seed: int = 0
+    num_clusters: int = 5
+    transform: str = "none"
+    anchor_models: Sequence[str] | None = None
 
 
 def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
                         models_path: str | os.PathLike,
                         dataset_info_path: str | os.PathLike | None = None,
                         permutations: int = 1000, bootstrap: int = 1000, seed: int = 0,
-                        num_clusters: int = 5) -> dict[str, pd.DataFrame]:
-    """Every consistency output as {file name: table}; nothing is written."""
+                        num_clusters: int = 5, transform: str = "none",
+                        anchor_models: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Every consistency output as {file name: table}; nothing is written.
+
+    `transform` (none, tan, arccos) applies to the cross-dataset consistency tables
+    (consistency, matrix_*, domains, anchors, anchor_tests), which carry it in a `transform`
+    column; maps, clusters, aggregates and metric agreement always use the raw similarities.
+    `anchor_models` (default: every model) are the anchors of anchors.csv.
+    """
+    opt = Options(permutations, bootstrap, seed, num_clusters, transform, anchor_models)
     models = load_models(models_path)
     info = load_dataset_info(dataset_info_path) if dataset_info_path else None
     stack = align(read_all(similarity_paths), model_order=list(models))
+    unknown = [a for a in anchor_models or [] if a not in stack.model_ids]
+    if unknown:
+        raise InputError(f"anchor models not present in every dataset: {', '.join(unknown)}")
     categories = {m: models[m].categories for m in stack.model_ids}
-    tables: list[pd.DataFrame] = []
     outputs: dict[str, pd.DataFrame] = {}
-    cluster_frames = []
+    parts: dict[str, list[pd.DataFrame]] = {"consistency": [], "clusters": [], "anchors": []}
     if len(stack.datasets) < 2:
         log.warning("only one dataset (%s): no dataset pairs to compare", stack.datasets[0])
     for metric_id in tqdm(stack.matrices, desc="consistency", unit="metric", leave=False):
@@ -41,26 +67,56 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
         if len(model_ids) < 3:
             log.warning("metric '%s': fewer than 3 usable models, skipped", metric_id)
             continue
-        labels = consistency.category_labels(model_ids, categories, CATEGORY_COLUMNS)
-        plan = consistency.resampling_plan(labels, permutations, bootstrap, seed)
-        table = consistency.consistency_rows(metric_id, stack.datasets, matrices, labels, plan)
-        tables.append(table)
-        outputs[f"matrix_{metric_id}.csv"] = consistency.consistency_matrix(
-            table, metric_id, stack.datasets)
-        outputs[f"aggregate_{metric_id}.csv"] = aggregate.aggregate_pairs(matrices, model_ids)
-        cluster_frames.append(clusters.cluster_table(metric_id, stack.datasets, matrices,
-                                                     model_ids, num_clusters, seed))
-    nonempty = [t for t in tables if not t.empty]
-    table = (pd.concat(nonempty, ignore_index=True) if nonempty
-             else pd.DataFrame(columns=consistency.COLUMNS))
-    cluster_rows = (pd.concat(cluster_frames, ignore_index=True) if cluster_frames
-                    else pd.DataFrame(columns=["dataset", "metric", "model_id", "cluster"]))
-    outputs["consistency.csv"] = table
-    outputs["domains.csv"] = domains.domain_summary(table, domains.domain_map(stack.datasets,
-                                                                              info))
+        files, pieces = metric_outputs(metric_id, stack.datasets, matrices, model_ids,
+                                       categories, opt)
+        outputs.update(files)
+        for key, frame in pieces.items():
+            parts[key].append(frame)
+    table = concat(parts["consistency"], consistency.COLUMNS)
+    cluster_rows = concat(parts["clusters"], ["dataset", "metric", "model_id", "cluster"])
+    outputs["consistency.csv"] = table.assign(transform=transform)
+    outputs["domains.csv"] = domains.domain_summary(
+        table, domains.domain_map(stack.datasets, info)).assign(transform=transform)
     outputs["clusters.csv"] = cluster_rows
     outputs["clusters_ari.csv"] = clusters.cluster_agreement(cluster_rows)
+    outputs["metric_agreement.csv"] = agreement.metric_agreement(stack.datasets, stack.matrices)
+    outputs.update(anchor_outputs(parts["anchors"], transform))
     return outputs
+
+
+def metric_outputs(metric_id: str, datasets: Sequence[str], matrices: np.ndarray,
+                   model_ids: Sequence[str], categories: Mapping[str, Mapping[str, str]],
+                   opt: Options) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """One metric's own files (matrix, aggregate, embedding) and its rows of the shared tables."""
+    labels = consistency.category_labels(model_ids, categories, CATEGORY_COLUMNS)
+    plan = consistency.resampling_plan(labels, opt.permutations, opt.bootstrap, opt.seed)
+    moved = transform_similarities(matrices, opt.transform, metric_id)
+    table = consistency.consistency_rows(metric_id, datasets, moved, labels, plan)
+    chosen = [a for a in (opt.anchor_models or model_ids) if a in model_ids]
+    files = {f"matrix_{metric_id}.csv": consistency.consistency_matrix(table, metric_id, datasets),
+             f"aggregate_{metric_id}.csv": aggregate.aggregate_pairs(matrices, model_ids),
+             f"embedding_{metric_id}.csv": embedding.embedding_table(metric_id, datasets,
+                                                                     matrices, model_ids)}
+    pieces = {"consistency": table,
+              "clusters": clusters.cluster_table(metric_id, datasets, matrices, model_ids,
+                                                 opt.num_clusters, opt.seed),
+              "anchors": anchors.anchor_rows(metric_id, datasets, moved, model_ids, labels,
+                                             chosen)}
+    return files, pieces
+
+
+def concat(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """The non-empty frames stacked, or an empty table with the given columns."""
+    nonempty = [f for f in frames if not f.empty]
+    return (pd.concat(nonempty, ignore_index=True) if nonempty
+            else pd.DataFrame(columns=list(columns)))
+
+
+def anchor_outputs(frames: list[pd.DataFrame], transform: str) -> dict[str, pd.DataFrame]:
+    """anchors.csv and anchor_tests.csv from every metric's anchor rows."""
+    rows = concat(frames, anchors.COLUMNS)
+    return {"anchors.csv": rows.assign(transform=transform),
+            "anchor_tests.csv": anchors.anchor_tests(rows).assign(transform=transform)}
 
 
 def write_outputs(outputs: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:

@@ -211,11 +211,12 @@ def _worker_init(_worker_id: int) -> None:
 
 
 def build_loader(reader: SplitReader, batch_size: int, num_workers: int,
-                 pin_memory: bool = False):
-    """DataLoader over a split in sample order; decoding happens in the workers."""
+                 pin_memory: bool = False, collate_fn: Callable | None = None):
+    """DataLoader over a split in sample order; decoding happens in the workers (or, with the
+    tensor path's collate_fn on CUDA, in the main process: pysim.data.decode)."""
     from torch.utils.data import DataLoader
 
     return DataLoader(reader, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                      collate_fn=_collate, pin_memory=pin_memory,
+                      collate_fn=collate_fn or _collate, pin_memory=pin_memory,
                       worker_init_fn=_worker_init if num_workers else None,
                       persistent_workers=False, prefetch_factor=4 if num_workers else None)

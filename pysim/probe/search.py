@@ -1,10 +1,11 @@
-"""The probe protocol: per learning rate a coarse-to-fine weight-decay search on a stratified
-validation hold-out (mean over seeds), then a refit on the whole train split, scored on test."""
+"""The probe protocol: per seed and learning rate a coarse-to-fine weight-decay search on a
+stratified validation hold-out, then each seed's choice refit on the whole train split and
+scored on test (the rules themselves live in pysim.probe.wd_search)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 import torch
@@ -14,17 +15,15 @@ from pysim.errors import InputError
 from pysim.probe.data import ProbeData, stratified_split
 from pysim.probe.heads import Scores, score_heads, train_heads
 from pysim.probe.settings import ProbeSettings, check_settings
+from pysim.probe.wd_search import GRIDS, Key, first_best, run_searches, wd_search
 
-# 1e-6 .. 1e1 with 16 points per decade; the coarse stage tries the decades (every 16th),
-# then each refinement tries peak +- 8, 4, 2, 1 grid steps.
-WD_GRID = np.logspace(-6, 1, 7 * 16 + 1)
-COARSE_STEP = 16
-REFINE_SPANS = (8, 4, 2, 1)
 # bytes of per-head state (weights, 2 moments, gradient, update) allowed at once
 HEAD_MEMORY = 1 << 30
 # below this many weights per stage, CPU ops are too small to gain from several threads (and
 # lose badly when the cores are shared, e.g. many probe tasks at once): use one thread
 SMALL_PROBLEM = 1 << 21
+# top-5 accuracy is reported only with more classes than this (the study: NaN otherwise)
+TOP5_MIN_CLASSES = 6
 
 
 def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
@@ -40,7 +39,9 @@ def run_probe(data: ProbeData, settings: ProbeSettings, device: str = "cpu",
 
 def probe_threads(data: ProbeData, settings: ProbeSettings, device: str) -> int | None:
     """1 for a small probe on CPU (the per-step tensors are too small to share), else None."""
-    n_weights = (len(settings.seeds) * len(settings.lrs) * len(WD_GRID[::COARSE_STEP])
+    grid = GRIDS[settings.wd_grid]
+    n_weights = (len(settings.seeds) * len(settings.lrs) * len(range(0, grid.num,
+                                                                     grid.coarse_step))
                  * (data.x_train.shape[1] + 1) * data.n_classes)
     return 1 if device == "cpu" and n_weights < SMALL_PROBLEM else None
 
@@ -59,6 +60,7 @@ def cpu_threads(n: int | None) -> Iterator[None]:
 
 def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: bool) -> dict:
     """run_probe's body (settings already checked)."""
+    grid = GRIDS[settings.wd_grid]
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device)
     y_tr = torch.from_numpy(data.y_train).to(device)
     splits = [stratified_split(data.y_train, settings.val_proportion, s) for s in settings.seeds]
@@ -67,55 +69,57 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
                          f"of {settings.val_proportion}")
     fit_idx = torch.from_numpy(np.stack([kept for kept, _ in splits])).to(device)
     val_idx = torch.from_numpy(np.stack([held for _, held in splits])).to(device)
-    n_fit, n_all = fit_idx.shape[1], len(data.y_train)
-    n_heads = (len(range(0, len(WD_GRID), COARSE_STEP)) + 2 * len(REFINE_SPANS)) * len(settings.lrs)
-    bar = tqdm(total=n_heads * _steps(n_fit, settings) + _steps(n_all, settings),
+    n_fit, n_all, n_seeds = fit_idx.shape[1], len(data.y_train), len(settings.seeds)
+    n_lrs = len(settings.lrs)
+    tracks = n_seeds if settings.selection == "per_seed" else 1
+    n_heads = (len(range(0, grid.num, grid.coarse_step)) + 2 * len(grid.refine_steps) * tracks)
+    bar = tqdm(total=n_heads * n_lrs * _steps(n_fit, settings) + n_seeds * _steps(n_all, settings),
                desc="probe search", unit="head-step", disable=not progress, leave=False)
+    cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
-    def evaluate(candidates: list[tuple[int, int]]) -> dict[tuple[int, int], tuple]:
-        """Train heads for (lr index, wd index) candidates, return their validation keys."""
-        lrs = [settings.lrs[i] for i, _ in candidates]
-        wds = [float(WD_GRID[j]) for _, j in candidates]
-        scores = _train_and_score(x_tr, y_tr, fit_idx, val_idx, settings, data.n_classes,
-                                  lrs, wds, bar.update)
-        return {c: _key(scores, g) for g, c in enumerate(candidates)}
+    def score(requests: list[tuple[Hashable, int]]) -> dict[tuple[Hashable, int], Key]:
+        """Train the new (lr index, wd index) candidates of one stage; every request's key."""
+        new = sorted({(name[1], j) for name, j in requests} - cache.keys())
+        if new:
+            scores = _train_and_score(x_tr, y_tr, fit_idx, val_idx, settings, data.n_classes,
+                                      [settings.lrs[i] for i, _ in new],
+                                      [float(grid.values[j]) for _, j in new], bar.update)
+            for g, cand in enumerate(new):
+                cache[cand] = (scores.hits1[:, g].cpu().numpy() / scores.n,
+                               scores.loss_sum[:, g].cpu().numpy() / scores.n)
+        return {(name, j): _key(cache[name[1], j], name[0], settings.tie_break)
+                for name, j in requests}
 
-    best, results = coarse_to_fine(evaluate, len(settings.lrs))
-    lr, wd = settings.lrs[best[0]], float(WD_GRID[best[1]])
-
-    test = _refit_and_test(data, settings, device, lr, wd, bar.update)
+    seed_keys = list(range(n_seeds)) if settings.selection == "per_seed" else [None]
+    found = run_searches({(s, i): wd_search(grid) for s in seed_keys for i in range(n_lrs)},
+                         score)
+    choices = []  # (lr index, wd index) per seed
+    for s in seed_keys:
+        best_lr = first_best([found[s, i][1] for i in range(n_lrs)])
+        choice = (best_lr, found[s, best_lr][0])
+        choices += [choice] * (1 if s is not None else n_seeds)
+    val_acc1 = [float(cache[c][0][s]) for s, c in enumerate(choices)]
+    lrs = [settings.lrs[i] for i, _ in choices]
+    wds = [float(grid.values[j]) for _, j in choices]
+    acc1, acc5 = _refit_and_test(data, settings, device, lrs, wds, bar.update)
     bar.close()
+    top5 = float(np.mean(acc5)) if data.n_classes >= TOP5_MIN_CLASSES else None
     return {
         "model_id": data.model_id, "dataset": data.dataset,
-        "test_acc1": test[0], "test_acc5": test[1], "val_acc1": results[best][0],
-        "lr": lr, "weight_decay": wd, "epochs": settings.epochs, "seeds": list(settings.seeds),
+        "test_acc1": float(np.mean(acc1)), "test_acc5": top5, "val_acc1": float(np.mean(val_acc1)),
+        "lr": lrs, "weight_decay": wds, "epochs": settings.epochs, "seeds": list(settings.seeds),
         "n_train": n_all, "n_test": len(data.y_test),
+        "batch_size": settings.batch_size, "val_proportion": settings.val_proportion,
+        "selection": settings.selection, "tie_break": settings.tie_break,
+        "wd_grid": grid.record(), "test_acc1_per_seed": acc1, "val_acc1_per_seed": val_acc1,
     }
 
 
-def coarse_to_fine(evaluate: Callable[[list[tuple[int, int]]], dict[tuple[int, int], tuple]],
-                   n_lrs: int, grid_size: int = len(WD_GRID)
-                   ) -> tuple[tuple[int, int], dict[tuple[int, int], tuple]]:
-    """Best (lr index, weight-decay grid index) by a per-lr coarse-to-fine search.
-
-    `evaluate` maps a list of candidates to their ranking keys (higher is better; ties keep the
-    current peak). Every COARSE_STEP-th grid point first, then peak +- each REFINE_SPANS step;
-    each stage is one `evaluate` call over all learning rates. Returns the best candidate and
-    every evaluated key.
-    """
-    results: dict[tuple[int, int], tuple] = {}
-    coarse = range(0, grid_size, COARSE_STEP)
-    results.update(evaluate([(i, j) for i in range(n_lrs) for j in coarse]))
-    peaks = {i: max(coarse, key=lambda j, i=i: results[i, j]) for i in range(n_lrs)}
-    for span in REFINE_SPANS:
-        new = sorted({(i, j) for i, p in peaks.items() for j in (p - span, p + span)
-                      if 0 <= j < grid_size and (i, j) not in results})
-        if new:
-            results.update(evaluate(new))
-        for i, p in peaks.items():
-            near = [j for j in (p, p - span, p + span) if (i, j) in results]
-            peaks[i] = max(near, key=lambda j, i=i: results[i, j])
-    return max(peaks.items(), key=lambda item: results[item]), results
+def _key(scores: tuple[np.ndarray, np.ndarray], seed: int | None, tie_break: str) -> Key:
+    """Ranking key from per-seed (accuracy, loss): one seed's, or the mean over seeds (None)."""
+    acc, loss = (scores[0][seed], scores[1][seed]) if seed is not None else (
+        scores[0].mean(), scores[1].mean())
+    return (float(acc),) if tie_break == "order" else (float(acc), -float(loss))
 
 
 def _train_and_score(x, y, fit_idx, val_idx, settings, n_classes, lrs, wds, on_step) -> Scores:
@@ -137,30 +141,31 @@ def _train_and_score(x, y, fit_idx, val_idx, settings, n_classes, lrs, wds, on_s
                     for f in ("hits1", "hits5", "loss_sum")), parts[0].n)
 
 
-def _key(scores: Scores, g: int) -> tuple[float, float]:
-    """Ranking key of candidate g: mean validation top-1 over seeds, then lower mean loss."""
-    acc1 = scores.hits1[:, g].sum().item() / (scores.n * scores.hits1.shape[0])
-    loss = scores.loss_sum[:, g].sum().item() / (scores.n * scores.hits1.shape[0])
-    return acc1, -loss
+def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lrs: list[float],
+                    wds: list[float], on_step) -> tuple[list[float], list[float]]:
+    """Refit every seed's chosen head on the whole train split; per-seed test top-1, top-5.
 
-
-def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lr: float, wd: float,
-                    on_step) -> tuple[float, float]:
-    """Refit one head per seed on the whole train split; mean test top-1 and top-5."""
+    Seeds that chose the same (lr, weight decay) are trained together, as in the search.
+    """
     x_tr = torch.from_numpy(np.ascontiguousarray(data.x_train)).to(device)
     y_tr = torch.from_numpy(data.y_train).to(device)
     x_te = torch.from_numpy(np.ascontiguousarray(data.x_test)).to(device)
     y_te = torch.from_numpy(data.y_test).to(device)
-    n_seeds = len(settings.seeds)
-    all_idx = torch.arange(len(y_tr), device=device).expand(n_seeds, -1)
-    # same lr_ref as in the search, so the refit head is trained exactly like the chosen one
-    heads = train_heads(x_tr, y_tr, all_idx, settings.seeds, [lr], [wd], data.n_classes,
-                        settings.epochs, settings.batch_size, lambda: on_step(1),
-                        max(settings.lrs))
-    test_idx = torch.arange(len(y_te), device=device).expand(n_seeds, -1)
-    scores = score_heads(heads, x_te, y_te, test_idx)
-    total = scores.n * n_seeds
-    return scores.hits1.sum().item() / total, scores.hits5.sum().item() / total
+    acc1, acc5 = [0.0] * len(lrs), [0.0] * len(lrs)
+    for lr, wd in dict.fromkeys(zip(lrs, wds, strict=True)):
+        members = [s for s in range(len(lrs)) if (lrs[s], wds[s]) == (lr, wd)]
+        seeds = [settings.seeds[s] for s in members]
+        all_idx = torch.arange(len(y_tr), device=device).expand(len(seeds), -1)
+        # same lr_ref as in the search, so the refit head is trained exactly like the chosen one
+        heads = train_heads(x_tr, y_tr, all_idx, seeds, [lr], [wd], data.n_classes,
+                            settings.epochs, settings.batch_size, lambda: on_step(1),
+                            max(settings.lrs))
+        test_idx = torch.arange(len(y_te), device=device).expand(len(seeds), -1)
+        scores = score_heads(heads, x_te, y_te, test_idx)
+        for row, s in enumerate(members):
+            acc1[s] = scores.hits1[row, 0].item() / scores.n
+            acc5[s] = scores.hits5[row, 0].item() / scores.n
+    return acc1, acc5
 
 
 def _steps(n: int, settings: ProbeSettings) -> int:

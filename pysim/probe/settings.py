@@ -6,16 +6,30 @@ from dataclasses import dataclass, field
 
 from pysim.errors import InputError
 
+SELECTIONS = ("per_seed", "shared")
+TIE_BREAKS = ("order", "loss")
+WD_GRIDS = ("paper", "fine")
+
 
 @dataclass
 class ProbeSettings:
-    """Hyper-parameters of the probe protocol (defaults of the original study)."""
+    """Hyper-parameters of the probe protocol (defaults: the original study's runs).
+
+    selection: `per_seed` chooses lr and weight decay for every seed on its own validation
+    split (the study), `shared` one pair for all seeds on the mean over seeds; tie_break:
+    `order` ranks by validation top-1 alone with the study's positional tie rules, `loss`
+    breaks accuracy ties by the lower validation loss first; wd_grid: a name in
+    pysim.probe.wd_search.GRIDS.
+    """
 
     lrs: list[float] = field(default_factory=lambda: [1e-1, 1e-2, 1e-3, 1e-4])
     epochs: int = 20
-    batch_size: int = 64
+    batch_size: int = 1024
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     val_proportion: float = 0.2
+    selection: str = "per_seed"
+    tie_break: str = "order"
+    wd_grid: str = "paper"
 
 
 def check_settings(settings: ProbeSettings) -> None:
@@ -31,3 +45,8 @@ def check_settings(settings: ProbeSettings) -> None:
         raise InputError(f"seeds must be non-negative, got {settings.seeds}")
     if not 0 < settings.val_proportion < 1:
         raise InputError(f"--val-proportion must lie in (0, 1), got {settings.val_proportion}")
+    for name, allowed in (("selection", SELECTIONS), ("tie_break", TIE_BREAKS),
+                          ("wd_grid", WD_GRIDS)):
+        if getattr(settings, name) not in allowed:
+            raise InputError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}, "
+                             f"got '{getattr(settings, name)}'")

@@ -21,6 +21,7 @@ from pysim.config import CATEGORY_COLUMNS, dataset_key
 from pysim.io import atomic_path
 from pysim.report import figures as fg
 from pysim.report import html as h
+from pysim.report.analyses import analyses_section
 from pysim.report.results import Results, collect
 
 
@@ -111,6 +112,9 @@ class Report:
         parts = [h.para("Pearson r between the upper triangles of two datasets' similarity "
                         "matrices (all model pairs); Mantel p from joint row/column "
                         "permutations of model labels, 95% bootstrap interval over models.")]
+        if "transform" in table:
+            used = ", ".join(sorted(set(table["transform"].astype(str))))
+            parts.append(h.para(f"Similarities transformed before correlating: {used}."))
         for metric in sorted(table["metric"].unique()):
             wide = self.res.matrices.get(metric)
             if wide is None:
@@ -210,6 +214,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 ("datasets", "Datasets", report.datasets_section()),
                 ("similarity", "Similarity matrices", report.heatmap_section()),
                 ("consistency", "Consistency across datasets", report.consistency_section()),
+                ("analyses", "Further analyses", analyses_section(report)),
                 ("gap", "Similarity vs. accuracy gap", report.gap_section())]
     sections.insert(0, ("summary", "Run summary", report.summary_section(time.time() - start)))
     page = h.page("Consistency of representational similarity across datasets", sections)

@@ -1,0 +1,91 @@
+"""Anchor models (the paper's Appendix F): how consistent are one model's similarities to the
+other models across datasets, split by the category of the other model?
+
+For an anchor a, a category column and one of its groups g (the other models with label g, at
+least MIN_OTHERS of them), the consistency of a dataset pair (A, B) is the Pearson (and
+Spearman) r between S_A[a, others] and S_B[a, others]. Two groups of one category are compared
+by a Wilcoxon rank-sum test (scipy.stats.ranksums, two-sided, normal approximation) of their
+r over the dataset pairs where both are defined; the p-values of one metric and anchor form one
+family, corrected by Benjamini-Hochberg (scipy.stats.false_discovery_control).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import false_discovery_control, ranksums
+
+from pysim.analysis import statistics as st
+
+MIN_OTHERS = 3
+COLUMNS = ["metric", "anchor_model", "category", "group", "dataset_1", "dataset_2",
+           "n_models", "pearson_r", "spearman_r"]
+TEST_COLUMNS = ["metric", "anchor_model", "category", "group_1", "group_2", "n_dataset_pairs",
+                "median_r_1", "median_r_2", "statistic", "p_value", "p_adjusted"]
+
+
+def anchor_rows(metric_id: str, datasets: Sequence[str], stack: np.ndarray,
+                model_ids: Sequence[str], labels: Mapping[str, Sequence[str | None]],
+                anchors: Sequence[str]) -> pd.DataFrame:
+    """Consistency of every anchor's row per category group and dataset pair (D x m x m)."""
+    upper = np.triu_indices(len(datasets), 1)
+    frames = []
+    for anchor in anchors:
+        a = list(model_ids).index(anchor)
+        for category, labs in labels.items():
+            for group in sorted({lab for lab in labs if lab is not None}):
+                others = [j for j, lab in enumerate(labs) if lab == group and j != a]
+                if len(others) < MIN_OTHERS or len(datasets) < 2:
+                    continue
+                row = stack[:, a, others]
+                frames.append(pd.DataFrame({
+                    "metric": metric_id, "anchor_model": anchor, "category": category,
+                    "group": group, "dataset_1": [datasets[i] for i in upper[0]],
+                    "dataset_2": [datasets[j] for j in upper[1]], "n_models": len(others),
+                    "pearson_r": st.pearson_rows(row)[upper],
+                    "spearman_r": st.spearman_rows(row)[upper]}))
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def group_test(x: pd.Series, y: pd.Series) -> dict[str, float]:
+    """Rank-sum test of two groups' r, on the dataset pairs where both are finite."""
+    both = pd.concat([x, y], axis=1, keys=["x", "y"]).dropna()
+    if len(both) == 0:
+        return {"n_dataset_pairs": 0, "median_r_1": np.nan, "median_r_2": np.nan,
+                "statistic": np.nan, "p_value": np.nan}
+    result = ranksums(both["x"].to_numpy(), both["y"].to_numpy())
+    return {"n_dataset_pairs": len(both), "median_r_1": float(both["x"].median()),
+            "median_r_2": float(both["y"].median()), "statistic": float(result.statistic),
+            "p_value": float(result.pvalue)}
+
+
+def anchor_tests(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rank-sum tests between every two groups of a category, per metric and anchor (BH)."""
+    out = []
+    rows = rows[rows["category"] != "all"]
+    for (metric, anchor), sel in rows.groupby(["metric", "anchor_model"], sort=True):
+        family = []
+        for category, cat in sel.groupby("category", sort=False):
+            by_group = {g: s.set_index(["dataset_1", "dataset_2"])["pearson_r"]
+                        for g, s in cat.groupby("group", sort=True)}
+            for g1, g2 in itertools.combinations(sorted(by_group), 2):
+                family.append({"metric": metric, "anchor_model": anchor, "category": category,
+                               "group_1": g1, "group_2": g2,
+                               **group_test(by_group[g1], by_group[g2])})
+        out += with_adjusted(family)
+    return pd.DataFrame(out, columns=TEST_COLUMNS)
+
+
+def with_adjusted(family: list[dict]) -> list[dict]:
+    """The family's rows with Benjamini-Hochberg adjusted p-values (NaN p stays NaN)."""
+    p = np.array([row["p_value"] for row in family], dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = false_discovery_control(p[finite], method="bh")
+    return [{**row, "p_adjusted": float(q)} for row, q in zip(family, adjusted, strict=True)]

@@ -1,0 +1,121 @@
+"""Figures of the further analyses (DESIGN §1.7): t-SNE model maps, mean vs. spread of each
+pair's similarity across datasets, metric vs. metric scatter plots, anchor-model consistency."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pysim.report.figures import UNKNOWN, palette, plt, save, set_margins, text_width
+
+
+def grid(n: int, ncols: int, width: float, height: float, top: float = 0.6,
+         extra: float = 2.2):
+    """A figure with n panels in rows of ncols (unused panels hidden) and its axes."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols + extra, height * nrows + top),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def legend(fig, colours: Mapping[str, tuple], title: str) -> None:
+    """A legend of coloured markers at the right edge of the figure."""
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k)
+               for k, c in sorted(colours.items()) if k != UNKNOWN or len(colours) == 1]
+    fig.legend(handles=handles, loc="center right", fontsize=7, title=title,
+               title_fontsize=8, frameon=False)
+
+
+def embedding_map(table: pd.DataFrame, labels: Mapping[str, str], names: Mapping[str, str],
+                  title: str, category: str, path: Path) -> Path | None:
+    """One t-SNE panel per dataset, each model a point coloured by its label of one category."""
+    datasets = sorted(table["dataset"].unique())
+    if not datasets:
+        return None
+    colours = palette([labels.get(m, UNKNOWN) for m in table["model_id"]])
+    fig, axes = grid(len(datasets), 4, 2.6, 2.5)
+    set_margins(fig, 0.3, 0.2, 2.0, 0.6, hspace=0.35, wspace=0.15)
+    for ax, dataset in zip(axes.flat, datasets, strict=False):
+        sel = table[table["dataset"] == dataset]
+        ax.scatter(sel["x"], sel["y"], s=18,
+                   c=[colours[labels.get(m, UNKNOWN)] for m in sel["model_id"]])
+        ax.set_title(names.get(dataset, dataset), fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    legend(fig, colours, category)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def mean_std_scatter(aggregate: pd.DataFrame, pair_labels: Mapping[str, Sequence[str]],
+                     title: str, path: Path) -> Path | None:
+    """Per model pair: mean vs. std of the similarity across datasets, one panel per category,
+    points coloured by the pair's category pair."""
+    if aggregate.empty or not pair_labels:
+        return None
+    key = text_width([k for labs in pair_labels.values() for k in labs], 6) + 0.4
+    fig, axes = grid(len(pair_labels), 2, 3.0 + key, 3.0, extra=0.6)
+    set_margins(fig, 0.6, 0.5, key, 0.6, hspace=0.45, wspace=(key + 0.4) / 3.0)
+    for ax, (category, labs) in zip(axes.flat, pair_labels.items(), strict=False):
+        colours = palette(labs)
+        ax.scatter(aggregate["mean"], aggregate["std"], s=10, alpha=0.8,
+                   c=[colours[k] for k in labs])
+        ax.set_title(category, fontsize=8)
+        ax.set_xlabel("mean similarity across datasets", fontsize=7)
+        ax.set_ylabel("std across datasets", fontsize=7)
+        ax.tick_params(labelsize=7)
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colours[k], label=k)
+                   for k in sorted(set(labs))]
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                  frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def metric_scatter(panels: Sequence[tuple[str, str, pd.DataFrame, float]],
+                   names: Mapping[str, str], title: str, path: Path) -> Path | None:
+    """One panel per metric pair: the two metrics' values of every model pair and dataset,
+    coloured by dataset; the mean Pearson r over datasets in the panel title."""
+    if not panels:
+        return None
+    datasets = sorted({names.get(d, d) for *_, frame, _ in panels for d in frame["dataset"]})
+    colours = palette(datasets)
+    fig, axes = grid(len(panels), 3, 3.2, 3.0)
+    set_margins(fig, 0.6, 0.6, text_width(datasets) + 0.8, 0.6, hspace=0.6, wspace=0.4)
+    for ax, (metric_1, metric_2, frame, r) in zip(axes.flat, panels, strict=False):
+        ax.scatter(frame["x"], frame["y"], s=8, alpha=0.7,
+                   c=[colours[names.get(d, d)] for d in frame["dataset"]])
+        ax.set_xlabel(metric_1, fontsize=6)
+        ax.set_ylabel(metric_2, fontsize=6)
+        ax.set_title(f"mean r = {r:.2f}" if np.isfinite(r) else "mean r = n/a", fontsize=8)
+        ax.tick_params(labelsize=7)
+    legend(fig, colours, "dataset")
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def anchor_heatmap(rows: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Anchor x (category: group) median Pearson r of the anchor's row over dataset pairs."""
+    if rows.empty:
+        return None
+    frame = rows.assign(column=rows["category"] + ": " + rows["group"].astype(str))
+    wide = frame.pivot_table(index="anchor_model", columns="column", values="pearson_r",
+                             aggfunc="median")
+    a, g = wide.shape
+    label = text_width(list(wide.index)) + 0.1
+    bottom = text_width(list(wide.columns)) + 0.1
+    fig, ax = plt.subplots(figsize=(min(14.0, 0.45 * g + 1.0) + label + 1.2,
+                                    min(14.0, 0.3 * a + 0.4) + bottom + 0.5))
+    set_margins(fig, label, bottom, 1.3, 0.4)
+    image = ax.imshow(wide.to_numpy(dtype=float), cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(g), list(wide.columns), rotation=90, fontsize=7)
+    ax.set_yticks(range(a), list(wide.index), fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="median Pearson r")
+    return save(fig, path)
