@@ -3,11 +3,11 @@
 Each point runs the real stage (bin/pysim-extract, pysim-subset, pysim-similarity, pysim-probe;
 pysim.io.read_features(rows=...) for the similarity stage's subset read) in its own fresh
 subprocess: first on a tiny input (imports, kernels), then, after resetting the kernel's
-peak-RSS mark, on the real input. A point reports seconds, peak RSS above that warm baseline
-and bytes read. Every series prints ratios against its smallest point (same run) and the
-log-log slope of time and memory against the size it varies; then the study's projection
-(benchmarks/scale_study.py) is printed.
-Usage: python benchmarks/scale.py [--quick] [--gpu] [--json FILE] [--markdown]
+peak-RSS mark, on the real input. A point reports seconds, peak RSS above that warm baseline,
+bytes read and, on CUDA, torch's peak GPU memory. Every series prints ratios against its
+smallest point (same run) and the log-log slope of time and memory against the size it
+varies; then the fitted cost laws and the study's projection (benchmarks/scale_study.py).
+Usage: python benchmarks/scale.py [--quick] [--gpu] [--threads 1] [--json FILE] [--markdown]
 """
 
 from __future__ import annotations
@@ -54,8 +54,14 @@ def field(path, name):
     with open(path) as f:
         return next(int(l.split()[1]) for l in f if l.startswith(name))
 
+def cuda():
+    torch = sys.modules.get("torch")
+    return torch.cuda if torch is not None and torch.cuda.is_initialized() else None
+
 warm, real = json.loads(sys.argv[1])
 run(warm)
+if cuda():
+    cuda().reset_peak_memory_stats()
 base = field("/proc/self/status", "VmRSS:") * 1024
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
@@ -64,7 +70,8 @@ run(real)
 seconds = time.perf_counter() - t0
 print("POINT " + json.dumps({"seconds": seconds, "base": base,
       "peak": field("/proc/self/status", "VmHWM:") * 1024,
-      "read": field("/proc/self/io", "rchar:") - read0}))
+      "read": field("/proc/self/io", "rchar:") - read0,
+      "gpu": cuda().max_memory_allocated() if cuda() else 0}))
 """
 
 # the similarity stage's reads of one features file: digests of keys/targets, the subset's rows
@@ -104,7 +111,7 @@ def measure(warm: list[str], real: list[str]) -> dict:
     line = next(x for x in proc.stdout.splitlines() if x.startswith("POINT "))
     out = json.loads(line.removeprefix("POINT "))
     return {"seconds": out["seconds"], "extra_mib": (out["peak"] - out["base"]) / MIB,
-            "read_mib": out["read"] / MIB}
+            "read_mib": out["read"] / MIB, "gpu_mib": out["gpu"] / MIB}
 
 
 # --- inputs ----------------------------------------------------------------------------------
@@ -257,16 +264,27 @@ def print_series(series: Series, markdown: bool) -> None:
     b = series.points[0]
     head = (f"{series.stage} vs {series.param} ({series.fixed}): time slope "
             f"{series.slope('seconds'):.2f}, memory slope {series.slope('extra_mib'):.2f}")
+    cols = ["size", "x size", "seconds", "x time", "peak extra MiB", "read MiB"]
+    extra = [c for c, k in (("peak / file", "file_mib"), ("GPU peak MiB", "gpu_mib"))
+             if any(p.get(k) for p in series.points)]
+    rows = []
+    for p in series.points:
+        row = [f"{p['x']:,}", f"{p['x'] / b['x']:.1f}", f"{p['seconds']:.2f}",
+               f"{p['seconds'] / b['seconds']:.2f}", f"{p['extra_mib']:.0f}",
+               f"{p['read_mib']:.1f}"]
+        if "peak / file" in extra:
+            row.append(f"{p['extra_mib'] / p['file_mib']:.2f}")
+        if "GPU peak MiB" in extra:
+            row.append(f"{p.get('gpu_mib', 0):.0f}")
+        rows.append(row)
     print(f"\n{'**' + head + '**' if markdown else head}")
     if markdown:
-        print("\n| size | seconds | x time | peak extra MiB | read MiB |\n"
-              "|---:|---:|---:|---:|---:|")
-    for p in series.points:
-        cells = (f"{p['x']:,}", f"{p['seconds']:.2f}", f"{p['seconds'] / b['seconds']:.2f}",
-                 f"{p['extra_mib']:.0f}", f"{p['read_mib']:.1f}")
-        print("| " + " | ".join(cells) + " |" if markdown else
-              f"  {cells[0]:>9}: {cells[1]:>7} s ({cells[2]:>5}x)  peak +{cells[3]:>5} MiB  "
-              f"read {cells[4]:>8} MiB  (size x{p['x'] / b['x']:.1f})")
+        print("\n| " + " | ".join(cols + extra) + " |\n|" + "---:|" * len(cols + extra))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    for row in [cols + extra, *rows]:
+        print("  " + "".join(f"{c:>15}" for c in row))
 
 
 def sizes(quick: bool) -> dict:
@@ -300,6 +318,17 @@ def run_all(tmp: Path, cfg: dict, device: str, markdown: bool) -> tuple[list[Ser
     return series, multiplier
 
 
+def replot(path: Path, markdown: bool) -> None:
+    """Print the series, laws and projection of an earlier run's --json file."""
+    from scale_study import print_projection
+
+    saved = json.loads(path.read_text())
+    series = [Series(**s) for s in saved["series"]]
+    for s in series:
+        print_series(s, markdown)
+    print_projection(series, saved["multiplier"], markdown, threads=saved.get("threads", 1))
+
+
 def main() -> None:
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -307,10 +336,14 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="run the device paths on CUDA")
     parser.add_argument("--json", type=Path, help="write every measured point here")
     parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
+    parser.add_argument("--replot", type=Path, help="print a --json file's results again")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help="CPU threads per measured run (OMP_NUM_THREADS)")
     args = parser.parse_args()
     THREADS = args.threads
+    if args.replot:
+        replot(args.replot, args.markdown)
+        return
     device, cfg = ("cuda" if args.gpu else "cpu"), sizes(args.quick)
     print(f"scale benchmark: device {device}, {THREADS} thread(s) per run, {os.cpu_count()} "
           f"cores, load average "
