@@ -288,11 +288,11 @@ def print_series(series: Series, markdown: bool) -> None:
 
 
 def sizes(quick: bool) -> dict:
-    """Sizes of every series (quick: about 1-2 minutes on 2 cores; full: about 10)."""
+    """Sizes of every series (quick: about 2-3 minutes on 2 shared cores; full: about 10)."""
     if quick:
-        return {"extract": [500, 2000], "subset": [25_000, 100_000], "sim_n": [500, 1000],
-                "sim_m": [4, 8], "probe_base": (5000, 1024, 100),
-                "probe": {"n": [5000, 20_000], "d": [256, 1024], "C": [10, 100, 300]}}
+        return {"extract": [300, 1200], "subset": [50_000, 100_000], "sim_n": [500, 1000],
+                "sim_m": [4, 8], "probe_base": (2500, 1024, 100),
+                "probe": {"n": [2500, 10_000], "d": [256, 1024], "C": [10, 300]}}
     return {"extract": [2000, 8000, 20_000], "subset": [50_000, 100_000, 200_000],
             "sim_n": [1000, 2000, 4000], "sim_m": [4, 8, 16], "probe_base": (12_500, 1024, 100),
             "probe": {"n": [12_500, 50_000, 200_000], "d": [256, 512, 1024],
@@ -312,10 +312,15 @@ def run_all(tmp: Path, cfg: dict, device: str, markdown: bool) -> tuple[list[Ser
             series.append(s)
         sys.stdout.flush()
     multiplier = probe_multiplier(tmp, device)
+    print_multiplier(multiplier)
+    return series, multiplier
+
+
+def print_multiplier(multiplier: dict) -> None:
+    """The measured cost of the probe's 3 seeds x 4 learning rates against 1 x 1."""
     print(f"\nprobe, 3 seeds x 4 lrs vs 1 seed x 1 lr (n=4000, d=512, C=100, 1 epoch): "
           f"{multiplier['seeds_lrs_s']:.2f} s vs {multiplier['reduced_s']:.2f} s = "
           f"{multiplier['factor']:.1f}x")
-    return series, multiplier
 
 
 def replot(path: Path, markdown: bool) -> None:
@@ -326,6 +331,7 @@ def replot(path: Path, markdown: bool) -> None:
     series = [Series(**s) for s in saved["series"]]
     for s in series:
         print_series(s, markdown)
+    print_multiplier(saved["multiplier"])
     print_projection(series, saved["multiplier"], markdown, threads=saved.get("threads", 1))
 
 
