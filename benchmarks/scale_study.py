@@ -142,7 +142,7 @@ def read_rows(series: list, tasks: int) -> tuple[list[tuple], str]:
            f"(10k rows x 1024) {c_rd[0]:.2f} s + {c_rd[1] * 1e6:.2f} us x n_total")
     return [("subset + similarity reads", f"{gib:.0f} GiB of subset rows",
              *spread(total, max(per_ds)),
-             "measured linear fits, this disk")], law
+             "measured linear fits, warm cache")], law
 
 
 def similarity_rows(series: list, tasks: int) -> tuple[list[tuple], str]:
