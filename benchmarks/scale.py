@@ -350,6 +350,8 @@ def main() -> None:
     if args.replot:
         replot(args.replot, args.markdown)
         return
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        sys.exit("scale.py needs Linux's /proc/self/clear_refs to reset the peak-RSS mark")
     device, cfg = ("cuda" if args.gpu else "cpu"), sizes(args.quick)
     print(f"scale benchmark: device {device}, {THREADS} thread(s) per run, {os.cpu_count()} "
           f"cores, load average "
