@@ -14,7 +14,9 @@ import math
 import numpy as np
 from scipy.optimize import nnls
 
-from pysim.probe.search import COARSE_STEP, HEAD_MEMORY, REFINE_SPANS, WD_GRID
+from pysim.probe.search import HEAD_MEMORY
+from pysim.probe.settings import ProbeSettings
+from pysim.probe.wd_search import GRIDS
 
 # Assumed sizes (train, test, classes), approximate: public counts of the CLIP-benchmark
 # splits; for wds/vtab/* the VTAB splits (train+val for caltech101, dtd, eurosat, flowers,
@@ -48,8 +50,9 @@ FORWARD_ANCHORS = ((25.6, 15_371), (86.6, 9_051), (304.3, 2_349))
 DECODE = {"CPU decode, 16 workers": 2_144, "nvJPEG on the GPU": 8_679}  # PLATFORM.md, img/s
 GPU_FP32_FLOPS = 20e12  # assumed achieved fp32 rate of the probe on one H200 (~30% of peak)
 NODE_CORES = 16  # assumed: a node runs 16 / threads of the CPU tasks measured here at once
-MAX_SAMPLES, N_MODELS, EPOCHS, GPUS = 10_000, 64, 20, (8, 32)
-SEEDS, LRS, VAL, BATCH = 3, 4, 0.2, 64  # pysim-probe's defaults
+MAX_SAMPLES, N_MODELS, GPUS = 10_000, 64, (8, 32)
+PROBE = ProbeSettings()  # pysim-probe's defaults: the study's protocol
+SEEDS, LRS, EPOCHS = len(PROBE.seeds), len(PROBE.lrs), PROBE.epochs
 GPU_STEP_S = 2e-4  # assumed latency of one optimizer step on the GPU (kernel launches)
 WIDTH_SUM = sum(d * k for d, k in WIDTHS.items())
 
@@ -62,20 +65,22 @@ def forward_rate(params_m: float) -> float:
     return min(FORWARD_ANCHORS[0][1], r0 * (params_m / p0) ** slope)
 
 
-def run_equivalents(seeds: int, lrs: int) -> float:
-    """Train-set passes per epoch of the probe search + refit (as benchmarks/probe.py counts)."""
-    per_lr = len(WD_GRID[::COARSE_STEP]) + 2 * len(REFINE_SPANS)
-    return seeds * (per_lr * lrs * (1 - VAL) + 1)
-
-
 def probe_work(n: int, d: int, c: int, seeds: int = SEEDS, lrs: int = LRS,
                epochs: int = EPOCHS) -> tuple[float, float]:
-    """(sequential optimizer steps, FLOPs) of one probe, following pysim.probe.search's plan."""
-    n_fit = n - round(VAL * n)
+    """(sequential optimizer steps, FLOPs) of one probe, following pysim.probe.search's plan.
+
+    Per-seed selection: each refinement stage trains at most 2 new weight decays per seed and
+    learning rate (fewer when seeds agree: an upper bound); every candidate is trained for
+    all seeds at once, in groups of at most HEAD_MEMORY bytes of head state.
+    """
+    grid, batch = GRIDS[PROBE.wd_grid], PROBE.batch_size
+    n_fit = n - round(PROBE.val_proportion * n)
     group = max(1, HEAD_MEMORY // (5 * 4 * seeds * (d + 1) * c))  # heads trained at once
-    calls = [len(WD_GRID[::COARSE_STEP]) * lrs] + [2 * lrs] * len(REFINE_SPANS)
-    steps = epochs * (math.ceil(n_fit / BATCH) * sum(math.ceil(k / group) for k in calls)
-                      + math.ceil(n / BATCH))
+    tracks = seeds if PROBE.selection == "per_seed" else 1
+    calls = ([len(range(0, grid.num, grid.coarse_step)) * lrs]
+             + [2 * lrs * tracks] * len(grid.refine_steps))
+    steps = epochs * (math.ceil(n_fit / batch) * sum(math.ceil(k / group) for k in calls)
+                      + tracks * math.ceil(n / batch))
     flops = 6 * (d + 1) * c * epochs * seeds * (n_fit * sum(calls) + n)
     return steps, flops
 
