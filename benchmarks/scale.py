@@ -338,7 +338,7 @@ def replot(path: Path, markdown: bool) -> None:
 def main() -> None:
     global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (2-3 minutes)")
     parser.add_argument("--gpu", action="store_true", help="run the device paths on CUDA")
     parser.add_argument("--json", type=Path, help="write every measured point here")
     parser.add_argument("--markdown", action="store_true", help="print tables as markdown")
