@@ -1,7 +1,7 @@
 """The interactive report in headless Chromium, driven over the DevTools protocol: it loads
 with no console error and no request other than file://, hovering a heatmap cell shows both
 model ids, the ordering applies to every matrix, and a click on a consistency cell shows the
-two datasets' matrices."""
+two datasets' matrices, and hovering a layer x layer cell shows both modules."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import websocket
 from test_report import make_results
+from test_report_interactive import write_layers
 
 from conftest import SEED, run_cli
 
@@ -85,6 +86,7 @@ def page(tmp_path_factory):
         pytest.skip("chromium not installed (scripts/setup-test-system.sh installs it)")
     root = tmp_path_factory.mktemp("run") / "results"
     models = make_results(root)
+    write_layers(root)  # model_0 and model_1 get layer rows in one dataset
     run_cli("pysim-report", "--results-dir", root, "--out-dir", root / "report", "--models",
             models, "--dataset-info", SEED / "dataset_info.json", check=True)
     profile = tmp_path_factory.mktemp("profile")
@@ -166,3 +168,17 @@ def test_clicking_consistency_shows_both_datasets(page):
                        "'.pair-plots[data-metric] .plot');"
                        "return p.length === 2 && Array.from(p).map((d) => d.dataset.dataset); })()")
     assert shown == names
+
+
+def test_hovering_a_layer_cell_shows_both_modules(page):
+    plot = "document.getElementById('layer-plot')"
+    assert page.eval(f"{plot}.data[0].z.length") == 4  # model_0's modules x model_1's
+    assert page.eval(f"{plot}.data[0].x") == [0, 1]
+    x, y = page.eval(f"(() => {{ const p = {plot}; p.scrollIntoView();"
+                     "const r = p.querySelector('.main-svg').getBoundingClientRect();"
+                     "const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis;"
+                     "return [r.left + xa._offset + xa.l2p(1), "
+                     "r.top + ya._offset + ya.l2p(2 / 3)]; })()")
+    page.mouse("mouseMoved", x, y)
+    label = page.until(f"{plot}.querySelector('.hoverlayer').textContent")
+    assert "model_0@blocks.1" in label and "model_1@fc" in label, label
