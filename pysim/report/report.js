@@ -47,8 +47,8 @@
 
   function simLayout(title, n) {
     const axis = {type: "category", autorange: true, showticklabels: n <= 30, tickfont: {size: 8}};
-    return {title: {text: title, font: {size: 13}}, width: 460, height: 460,
-            margin: {l: n <= 30 ? 110 : 20, r: 10, t: 40, b: n <= 30 ? 110 : 20},
+    return {title: {text: title, font: {size: 13}, x: 0, xanchor: "left"}, width: 460,
+            height: 460, margin: {l: n <= 30 ? 110 : 20, r: 10, t: 60, b: n <= 30 ? 110 : 20},
             xaxis: axis, yaxis: Object.assign({}, axis, {autorange: "reversed"})};
   }
 
@@ -56,7 +56,7 @@
     const entry = SIM.matrices[metric][dataset.key];
     const trace = simTrace(entry, currentOrder(metric), valueRange(metric));
     div.dataset.dataset = dataset.key;
-    Plotly.react(div, [trace], simLayout(dataset.name + " - " + metric, trace.x.length), CONFIG);
+    Plotly.react(div, [trace], simLayout(dataset.name, trace.x.length), CONFIG);
   }
 
   function drawSimilarityGrid() {
@@ -103,10 +103,9 @@
       const axis = {type: "category", tickvals: c.datasets, ticktext: c.names,
                     tickfont: {size: 9}};
       Plotly.newPlot(div, [{type: "heatmap", x: c.datasets, y: c.datasets, z: c.z, text: text,
-        zmin: -1, zmax: 1, colorscale: "RdBu", reversescale: true,
+        zmin: -1, zmax: 1, colorscale: "RdBu",
         hovertemplate: "%{text}<br>Pearson r: %{z:.3f}<extra>click: show both</extra>"}],
-      {title: {text: "consistency - " + metric, font: {size: 13}}, width: 520, height: 480,
-       margin: {l: 130, r: 10, t: 40, b: 130}, xaxis: axis,
+      {width: 520, height: 480, margin: {l: 130, r: 10, t: 40, b: 130}, xaxis: axis,
        yaxis: Object.assign({}, axis, {autorange: "reversed"})}, CONFIG);
       div.on("plotly_click", (event) => {
         const point = event.points[0];
@@ -141,7 +140,7 @@
     Plotly.newPlot(div, [{type: "heatmap", x: depths(ds.modules[b].length),
       y: depths(ds.modules[a].length), z: z, text: text, colorscale: "Viridis",
       hovertemplate: "%{text}<br>" + metric + ": %{z:.4f}<extra></extra>"}],
-    {title: {text: ds.name + " - " + metric, font: {size: 13}}, width: 520, height: 480,
+    {width: 520, height: 480, margin: {t: 40},
      xaxis: {title: {text: "relative depth, " + b}, range: [-0.05, 1.05]},
      yaxis: {title: {text: "relative depth, " + a}, range: [-0.05, 1.05]}}, CONFIG);
   }

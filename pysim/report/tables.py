@@ -20,7 +20,9 @@ def probe_table(probes: dict[str, dict[str, float]]) -> pd.DataFrame:
     if frame.empty:
         return frame
     wide = frame.pivot(index="model_id", columns="dataset", values="test_acc1")
-    return wide.reindex(sorted(wide.columns), axis=1).reset_index()
+    wide = wide.reindex(sorted(wide.columns), axis=1).reset_index()
+    wide.columns.name = None
+    return wide
 
 
 def probes_section(probes: dict[str, dict[str, float]]) -> str:
