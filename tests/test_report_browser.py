@@ -172,6 +172,7 @@ def test_clicking_consistency_shows_both_datasets(page):
 
 def test_hovering_a_layer_cell_shows_both_modules(page):
     plot = "document.getElementById('layer-plot')"
+    page.until(f"{plot}.querySelector('.main-svg')")  # its matrices load on demand
     assert page.eval(f"{plot}.data[0].z.length") == 4  # model_0's modules x model_1's
     assert page.eval(f"{plot}.data[0].x") == [0, 1]
     x, y = page.eval(f"(() => {{ const p = {plot}; p.scrollIntoView();"

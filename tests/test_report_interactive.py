@@ -200,10 +200,16 @@ def test_layer_wise_heatmaps_when_layer_ids_exist(built, tmp_path):
     assert list(layers) == ["wds/cars"]
     entry = layers["wds/cars"]
     assert entry["modules"] == LAYERS
-    sims = read_similarities(run / "similarities" / "wds_cars.h5")
-    layer_ids = [m for m in sims.model_ids if "@" in m]
-    for metric, matrix in sims.matrices.items():
-        rows = [sims.model_ids.index(i) for i in layer_ids]
-        np.testing.assert_allclose(np.array(entry["matrices"][metric], dtype=float),
-                                   matrix[np.ix_(rows, rows)], atol=5e-5)
     assert entry["rows"] == {"model_0": [0, 1, 2, 3], "model_1": [4, 5]}
+    # the matrices: a script of their own, loaded by the page when the dataset is shown
+    assert entry["script"] == "assets/layers_0.js"
+    prefix = 'window.pysimLayers["wds/cars"] = '
+    line = (index.parent / entry["script"]).read_text().splitlines()[1]
+    assert line.startswith(prefix) and line.endswith(";")
+    matrices = json.loads(line[len(prefix):-1])
+    sims = read_similarities(run / "similarities" / "wds_cars.h5")
+    assert entry["metrics"] == sorted(sims.matrices) == sorted(matrices)
+    rows = [k for k, m in enumerate(sims.model_ids) if "@" in m]
+    for metric, matrix in sims.matrices.items():
+        np.testing.assert_allclose(np.array(matrices[metric], dtype=float),
+                                   matrix[np.ix_(rows, rows)], atol=5e-5)

@@ -182,13 +182,14 @@ class Report:
                 + '<div id="layer-plot" class="plot"></div>')
 
     def page_data(self) -> dict:
-        """Everything the page's script draws (inline JSON)."""
+        """Everything the page's script draws (inline JSON; layer matrices in assets/)."""
         res = self.res
-        models = res.models or {}
-        return {"similarity": ia.similarity_data(res.similarities, res.metrics, models,
+        layers, scripts = ia.layer_data(res.layers, self.names)
+        for name, text in scripts.items():
+            (self.out_dir / name).write_text(text, encoding="utf-8")
+        return {"similarity": ia.similarity_data(res.similarities, res.metrics, res.models,
                                                  self.names),
-                "consistency": ia.consistency_data(self.wide, self.names),
-                "layers": ia.layer_data(res.layers, self.names)}
+                "consistency": ia.consistency_data(self.wide, self.names), "layers": layers}
 
     def gap_section(self) -> str:
         res = self.res

@@ -117,20 +117,27 @@ def consistency_data(wide: Mapping[str, pd.DataFrame], names: Mapping[str, str]
     return out
 
 
-def layer_data(layers: Sequence[Similarities], names: Mapping[str, str]) -> dict[str, Any]:
-    """Per dataset the layer ids grouped by model (module order) and the layer matrices."""
-    out = {}
-    for sims in sorted(layers, key=lambda s: s.dataset):
+def layer_data(layers: Sequence[Similarities], names: Mapping[str, str]
+               ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Per dataset the layer ids grouped by model (module order), inline, and the layer
+    matrices as one script per dataset (assets/layers_<k>.js, loaded when first shown)."""
+    index, scripts = {}, {}
+    for k, sims in enumerate(sorted(layers, key=lambda s: s.dataset)):
         modules: dict[str, list[str]] = {}
         rows: dict[str, list[int]] = {}
-        for k, layer_id in enumerate(sims.model_ids):
+        for row, layer_id in enumerate(sims.model_ids):
             model, module = layer_id.split(LAYER_SEP, 1)
             modules.setdefault(model, []).append(module)
-            rows.setdefault(model, []).append(k)
-        out[sims.dataset] = {"name": names.get(sims.dataset, sims.dataset), "modules": modules,
-                             "rows": rows,
-                             "matrices": {m: rounded(v) for m, v in sims.matrices.items()}}
-    return out
+            rows.setdefault(model, []).append(row)
+        script = f"assets/layers_{k}.js"
+        index[sims.dataset] = {"name": names.get(sims.dataset, sims.dataset), "script": script,
+                               "metrics": sorted(sims.matrices), "modules": modules,
+                               "rows": rows}
+        matrices = {m: rounded(v) for m, v in sorted(sims.matrices.items())}
+        scripts[script] = ("window.pysimLayers = window.pysimLayers || {};\n"
+                           f"window.pysimLayers[{json.dumps(sims.dataset)}] = "
+                           f"{json.dumps(matrices, separators=(',', ':'), allow_nan=False)};\n")
+    return index, scripts
 
 
 def data_script(data: Mapping[str, Any]) -> str:

@@ -122,12 +122,25 @@
     return Array.from({length: n}, (_, k) => (n > 1 ? k / (n - 1) : 0));
   }
 
+  // One dataset's layer matrices live in their own script (assets/layers_<k>.js), loaded once
+  // when first shown: a page with many layers stays quick to open.
+  function withLayerMatrices(key, draw) {
+    const loaded = window.pysimLayers && window.pysimLayers[key];
+    if (loaded) { draw(loaded); return; }
+    const script = el("script", {src: DATA.layers[key].script}, document.body);
+    script.addEventListener("load", () => draw(window.pysimLayers[key]));
+  }
+
   function drawLayers() {
-    const ds = DATA.layers[document.getElementById("layer-dataset").value];
+    const key = document.getElementById("layer-dataset").value;
+    withLayerMatrices(key, (matrices) => drawLayerPair(DATA.layers[key], matrices));
+  }
+
+  function drawLayerPair(ds, matrices) {
     const metric = document.getElementById("layer-metric").value;
     const a = document.getElementById("layer-model-a").value;
     const b = document.getElementById("layer-model-b").value;
-    const matrix = ds.matrices[metric];
+    const matrix = matrices[metric];
     const div = document.getElementById("layer-plot");
     if (!matrix || !ds.rows[a] || !ds.rows[b]) {
       div.replaceChildren(el("p", {className: "missing", textContent: "no layers for this choice"}));
@@ -157,7 +170,7 @@
     if (!document.getElementById("layer-plot")) return;
     const refill = () => {
       const ds = DATA.layers[document.getElementById("layer-dataset").value];
-      fillSelect("layer-metric", Object.keys(ds.matrices));
+      fillSelect("layer-metric", ds.metrics);
       const models = Object.keys(ds.modules);
       fillSelect("layer-model-a", models);
       const second = fillSelect("layer-model-b", models);
