@@ -46,7 +46,8 @@
   }
 
   function simLayout(title, n) {
-    const axis = {type: "category", autorange: true, showticklabels: n <= 30, tickfont: {size: 8}};
+    const axis = {type: "category", autorange: true, automargin: true, showticklabels: n <= 30,
+                  tickfont: {size: 8}};
     return {title: {text: title, font: {size: 13}, x: 0, xanchor: "left"}, width: 460,
             height: 460, margin: {l: n <= 30 ? 110 : 20, r: 10, t: 60, b: n <= 30 ? 110 : 20},
             xaxis: axis, yaxis: Object.assign({}, axis, {autorange: "reversed"})};
