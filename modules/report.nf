@@ -25,14 +25,16 @@ process REPORT {
             "mkdir -p results/probes/${target[0]} && ln -s \"\$PWD/${file}\" 'results/probes/${target[0]}/${target[1]}.json'"
         }.join('\n    ')
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def outdir = file(params.outdir).toAbsolutePath().toString()
     """
     ${links}
-    pysim-report --results-dir results --out-dir report --models ${models} ${info}
+    pysim-report --results-dir results --out-dir report --models ${models} ${info} \\
+        --run-outdir '${outdir}'
     """
 
     stub:
     """
-    mkdir -p report/figures
+    mkdir -p report/figures report/assets
     echo '<html></html>' > report/index.html
     """
 }

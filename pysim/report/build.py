@@ -1,5 +1,6 @@
-"""Build report/index.html and report/figures/ from a pipeline output directory; every section
-copes with its inputs being absent and says so on the page."""
+"""Build report/index.html, report/figures/ (static PNGs) and report/assets/ (Plotly and the
+page's script) from a pipeline output directory; every section copes with its inputs being
+absent and says so on the page. The folder is built beside the old one and swapped in whole."""
 
 from __future__ import annotations
 
@@ -18,18 +19,21 @@ from pysim.analysis.consistency import consistency_matrix
 from pysim.analysis.domains import dataset_field
 from pysim.analysis.sim_vs_perf import correlate, gap_pairs
 from pysim.config import CATEGORY_COLUMNS, dataset_key
-from pysim.io import atomic_path
 from pysim.report import figures as fg
 from pysim.report import html as h
+from pysim.report import interactive as ia
+from pysim.report import tables
 from pysim.report.analyses import analyses_section
+from pysim.report.assets import copy_assets, staged_folder
 from pysim.report.results import Results, collect
 
 
 class Report:
     """Collects the sections and figures of one report while it is being built."""
 
-    def __init__(self, res: Results, out_dir: Path):
-        self.res, self.out_dir = res, out_dir
+    def __init__(self, res: Results, out_dir: Path, run_outdir: str | None = None):
+        self.res, self.out_dir, self.run_outdir = res, out_dir, run_outdir
+        self.wide: dict[str, pd.DataFrame] = {}  # consistency matrices, for the page's data
         self.fig_dir = out_dir / "figures"
         self.written: list[Path] = []
         info = res.dataset_info
@@ -82,6 +86,14 @@ class Report:
 
     def heatmap_section(self) -> str:
         parts = [self.missing("similarities")]
+        if self.res.similarities:
+            parts.append(h.para("Hover a cell for both models, their categories and the value; "
+                                "drag to zoom, double-click to reset. The ordering applies to "
+                                "every dataset at once, so matrices compare cell by cell.")
+                         + '<div class="controls">' + h.select("sim-metric", "metric")
+                         + h.select("sim-order", "order models by") + "</div>"
+                         + '<div id="sim-grid" class="plots"></div>')
+        static = []
         if self.res.models is None:
             parts.append(h.para("Models are coloured grey: no model table, objectives unknown."))
         progress = tqdm(total=len(self.res.metrics) * len(self.res.similarities),
@@ -99,8 +111,11 @@ class Report:
                                                                          metric))
                 items.append(self.fig(path, title))
             if items:
-                parts.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
+                static.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
         progress.close()
+        if static:
+            parts.append("<details><summary>Static figures (PNG, clustered per dataset)</summary>"
+                         + "".join(static) + "</details>")
         return "".join(parts)
 
     def consistency_section(self) -> str:
@@ -120,12 +135,13 @@ class Report:
             if wide is None:
                 datasets = sorted(set(table["dataset_1"]) | set(table["dataset_2"]))
                 wide = consistency_matrix(table, metric, datasets)
+            self.wide[metric] = wide
             path = fg.consistency_heatmap(wide, self.names, f"consistency - {metric}",
                                           self.fig_dir / fg.safe_name("consistency", metric))
             dist = fg.category_distributions(table[table["metric"] == metric],
                                              f"consistency per category pair - {metric}",
                                              self.fig_dir / fg.safe_name("categories", metric))
-            parts.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(
+            parts.append(f"<h3>{h.escape(metric)}</h3>" + self.linked(metric) + h.figures(
                 [self.fig(path, f"dataset x dataset consistency, {metric}"),
                  self.fig(dist, f"consistency per category pair, {metric}")]))
         summary = (table.groupby(["metric", "category", "group_1", "group_2"], sort=True)
@@ -143,7 +159,37 @@ class Report:
             ari = self.res.clusters_ari.groupby("metric")["ari"].agg(["mean", "min", "max"])
             parts.append("<h3>Agreement of model clusters between datasets (ARI)</h3>"
                          + h.table(ari.reset_index()))
+        parts.append(tables.consistency_rows(table))
         return "".join(parts)
+
+    def linked(self, metric: str) -> str:
+        """The interactive consistency matrix; a click shows both datasets' matrices below."""
+        name = h.escape(metric)
+        return (h.para("Click a cell to show the two datasets' similarity matrices side by "
+                       "side (ordered as chosen under Similarity matrices).")
+                + f'<div class="plots"><div class="plot consistency-plot" data-metric="{name}">'
+                + f'</div><div class="plots pair-plots" data-metric="{name}"></div></div>')
+
+    def layers_section(self) -> str | None:
+        """Layer x layer heatmaps per model pair, when the similarity files hold layer rows."""
+        if not self.res.layers:
+            return None
+        return (h.para("Similarity between the layers of two models (ids <model>@<module>), "
+                       "by relative depth (0 first module, 1 last); hover for module names.")
+                + '<div class="controls">' + h.select("layer-dataset", "dataset")
+                + h.select("layer-metric", "metric") + h.select("layer-model-a", "model (rows)")
+                + h.select("layer-model-b", "model (columns)") + "</div>"
+                + '<div id="layer-plot" class="plot"></div>')
+
+    def page_data(self) -> dict:
+        """Everything the page's script draws (inline JSON; layer matrices in assets/)."""
+        res = self.res
+        layers, scripts = ia.layer_data(res.layers, self.names)
+        for name, text in scripts.items():
+            (self.out_dir / name).write_text(text, encoding="utf-8")
+        return {"similarity": ia.similarity_data(res.similarities, res.metrics, res.models,
+                                                 self.names),
+                "consistency": ia.consistency_data(self.wide, self.names), "layers": layers}
 
     def gap_section(self) -> str:
         res = self.res
@@ -167,7 +213,7 @@ class Report:
         res = self.res
         inputs = [*res.similarity_paths, *res.probe_paths]
         mtimes = [p.stat().st_mtime for p in inputs]
-        rows = [("results directory", str(res.root.resolve())),
+        rows = [("results directory", self.run_outdir or str(res.root.resolve())),
                 ("model table", str(res.models_path or "-")),
                 ("dataset info", str(res.dataset_info_path or "-")),
                 ("datasets", str(len(res.datasets))), ("metrics", ", ".join(res.metrics)),
@@ -204,25 +250,31 @@ def versions() -> str:
 
 def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  models_path: str | os.PathLike | None = None,
-                 dataset_info_path: str | os.PathLike | None = None) -> Path:
-    """Write out_dir/index.html and out_dir/figures/*.png; returns the page's path."""
+                 dataset_info_path: str | os.PathLike | None = None,
+                 run_outdir: str | None = None) -> Path:
+    """Write out_dir/ (index.html, figures/, assets/) in one swap; returns the page's path.
+
+    run_outdir is the run's --outdir as the user gave it (the results may be a staged copy)."""
     start = time.time()
     res = collect(results_dir, models_path, dataset_info_path)
     out_dir = Path(out_dir)
-    report = Report(res, out_dir)
-    sections = [("models", "Models", report.models_section()),
-                ("datasets", "Datasets", report.datasets_section()),
-                ("similarity", "Similarity matrices", report.heatmap_section()),
-                ("consistency", "Consistency across datasets", report.consistency_section()),
-                ("analyses", "Further analyses", analyses_section(report)),
-                ("gap", "Similarity vs. accuracy gap", report.gap_section())]
-    sections.insert(0, ("summary", "Run summary", report.summary_section(time.time() - start)))
-    page = h.page("Consistency of representational similarity across datasets", sections)
-    index = out_dir / "index.html"
-    with atomic_path(index) as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    keep = {p.name for p in report.written}
-    for stale in report.fig_dir.glob("*.png"):
-        if stale.name not in keep:
-            stale.unlink()
-    return index
+    with staged_folder(out_dir) as tmp:
+        report = Report(res, tmp, run_outdir)
+        sections = [("models", "Models", report.models_section()),
+                    ("datasets", "Datasets", report.datasets_section()),
+                    ("probes", "Probe accuracies", tables.probes_section(res.probes)),
+                    ("similarity", "Similarity matrices", report.heatmap_section()),
+                    ("layers", "Layer-wise similarity", report.layers_section()),
+                    ("consistency", "Consistency across datasets", report.consistency_section()),
+                    ("analyses", "Further analyses", analyses_section(report)),
+                    ("gap", "Similarity vs. accuracy gap", report.gap_section()),
+                    ("software", "Software versions",
+                     tables.versions_section(res.software_versions))]
+        sections = [s for s in sections if s[2] is not None]
+        sections.insert(0, ("summary", "Run summary",
+                            report.summary_section(time.time() - start)))
+        scripts = copy_assets(tmp)
+        page = h.page("Consistency of representational similarity across datasets", sections,
+                      tail=ia.data_script(report.page_data()), scripts=scripts)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
+    return out_dir / "index.html"

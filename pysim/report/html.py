@@ -1,4 +1,4 @@
-"""Small HTML builders for the self-contained report page (inline CSS, no scripts)."""
+"""Small HTML builders for the self-contained report page (inline CSS; scripts from assets/)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ figure { margin: 0; border: 1px solid #eee; padding: .4em; background: #fafafa; 
 figure img { max-width: 560px; height: auto; display: block; }
 figcaption { font-size: 12px; color: #555; margin-top: .3em; }
 p.missing { background: #fff4e0; border-left: 4px solid #e6a23c; padding: .5em 1em; }
+.controls { margin: .5em 0; font-size: 14px; }
+.controls label { margin-right: 1.5em; }
+.plots { display: flex; flex-wrap: wrap; gap: .5em; }
+input.filter { display: block; margin-top: .5em; font-size: 13px; width: 20em; }
+table.data th { cursor: pointer; }
+table.data th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.data th[aria-sort="descending"]::after { content: " \\25BC"; }
+details { margin: 1em 0; }
 """
 
 
@@ -57,10 +65,19 @@ def section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{escape(anchor)}"><h2>{escape(title)}</h2>\n{body}\n</section>'
 
 
-def page(title: str, sections: Sequence[tuple[str, str, str]]) -> str:
-    """The whole document: title, a navigation bar and the (anchor, title, body) sections."""
+def select(ident: str, label: str) -> str:
+    """An empty labelled drop-down; report.js fills in the options."""
+    return f'<label>{escape(label)} <select id="{escape(ident)}"></select></label>'
+
+
+def page(title: str, sections: Sequence[tuple[str, str, str]], tail: str = "",
+         scripts: Sequence[str] = ()) -> str:
+    """The whole document: title, navigation, the (anchor, title, body) sections, then `tail`
+    (e.g. inline data) and the scripts (page-relative paths), loaded last."""
     nav = " ".join(f'<a href="#{escape(a)}">{escape(t)}</a>' for a, t, _ in sections)
     body = "\n".join(section(a, t, b) for a, t, b in sections)
+    tags = "".join(f'<script src="{escape(src)}"></script>\n' for src in scripts)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            f"<h1>{escape(title)}</h1>\n<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
+            f"<h1>{escape(title)}</h1>\n<nav>{nav}</nav>\n{body}\n{tail}\n{tags}"
+            f"</body>\n</html>\n")

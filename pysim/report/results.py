@@ -1,5 +1,6 @@
 """Collect whatever a pipeline output directory holds (similarities/, probes/, consistency/,
-performance/, pipeline_info/), noting every part that is missing instead of failing."""
+performance/, pipeline_info/), noting every part that is missing instead of failing; layer-wise
+rows (ids `<model_id>@<module>`) are kept apart from the whole-model matrices."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pysim.analysis.stack import read_all
 from pysim.config import ModelEntry, load_dataset_info, load_models
 from pysim.errors import InputError
 from pysim.io import Similarities
+from pysim.report.interactive import split_layers
+from pysim.report.tables import read_versions
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class Results:
     root: Path
     similarities: list[Similarities] = field(default_factory=list)
     similarity_paths: list[Path] = field(default_factory=list)
+    layers: list[Similarities] = field(default_factory=list)
     probes: dict[str, dict[str, float]] = field(default_factory=dict)
     probe_paths: list[Path] = field(default_factory=list)
     consistency: pd.DataFrame | None = None
@@ -38,6 +42,7 @@ class Results:
     dataset_info: dict[str, dict[str, str]] | None = None
     dataset_info_path: Path | None = None
     pipeline_info: list[Path] = field(default_factory=list)
+    software_versions: pd.DataFrame | None = None
     missing: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -76,7 +81,9 @@ def collect(results_dir: str | os.PathLike, models_path: str | os.PathLike | Non
 
     res.similarity_paths = sorted((root / "similarities").glob("*.h5"))
     if res.similarity_paths:
-        res.similarities = [s for _, s in read_all(res.similarity_paths)]
+        parts = [split_layers(s) for _, s in read_all(res.similarity_paths)]
+        res.similarities = [whole for whole, _ in parts if whole.model_ids]
+        res.layers = [layer for _, layer in parts if layer is not None]
     else:
         res.missing["similarities"] = "no similarity files under similarities/"
 
@@ -98,4 +105,5 @@ def collect(results_dir: str | os.PathLike, models_path: str | os.PathLike | Non
     if res.sim_vs_gap is None:
         res.missing["performance"] = "no performance/similarity_vs_gap.csv"
     res.pipeline_info = sorted((root / "pipeline_info").glob("*.html"))
+    res.software_versions = read_versions(root / "pipeline_info" / "software_versions.yml")
     return res
