@@ -136,11 +136,17 @@ class ParamsSchema {
         return broken ? "--${name} must be ${kind} ${bounds.join(' and ')}, got '${number}'" : null
     }
 
-    /** Pattern and format (file, folder, memory size, duration, regex) of a string value. */
+    /** Format (file, folder, memory size, duration, regex), then pattern, of a string value. */
     static String checkString(String name, String text, Map prop) {
-        if (prop.pattern && !(text ==~ prop.pattern.toString())) {
-            return "--${name}: cannot read '${text}'"
+        def problem = checkFormat(name, text, prop)
+        if (problem == null && prop.pattern && !(text ==~ prop.pattern.toString())) {
+            problem = "--${name}: cannot read '${text}'"
         }
+        return problem
+    }
+
+    /** The format's check: Nextflow's own parsers for sizes and durations; null when it passes. */
+    static String checkFormat(String name, String text, Map prop) {
         switch (prop.format) {
             case 'file-path':
                 return prop.exists && !Files.isRegularFile(path(text)) ? "--${name}: file not found: ${text}" : null
