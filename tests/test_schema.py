@@ -138,3 +138,10 @@ def test_bad_param_stops_before_any_task(case, tmp_path):
     assert not work.exists() or not any(work.iterdir())
     for trace in (out / "pipeline_info").glob("execution_trace_*.txt"):
         assert len(trace.read_text().splitlines()) <= 1, trace  # the header at most
+
+
+def test_the_study_params_file_passes_the_checks(tmp_path):
+    proc = run_nf(["run", str(REPO / "main.nf"), "-preview", "-params-file",
+                   str(REPO / "assets" / "paper" / "params.yaml"), "--dataset_root", str(tmp_path),
+                   "--outdir", str(tmp_path / "out")], cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
