@@ -56,7 +56,7 @@ class ParamsSchema {
     String unknown(String name) {
         def key = normal(name)
         def best = props.keySet().min { distance(key, normal(it)) }
-        def close = best != null && distance(key, normal(best)) <= Math.min(2, key.length().intdiv(4))
+        def close = best != null && distance(key, normal(best)) <= Math.min(2, Math.max(1, key.length().intdiv(3)))
         return "Unknown parameter --${name}" + (close ? " (did you mean --${best}?)" : '') + '; see --help'
     }
 
