@@ -25,71 +25,15 @@ include { CONSISTENCY        } from './modules/consistency'
 include { SIM_VS_PERF        } from './modules/sim_vs_perf'
 include { REPORT             } from './modules/report'
 
-def helpText() {
-    return """
-    Usage: nextflow run main.nf -profile <test|local|slurm|apptainer|gpu,...> [--param value ...]
+/** The parameter schema, nextflow_schema.json (lib/ParamsSchema.groovy): --help and the checks. */
+def paramsSchema() {
+    return new ParamsSchema(file("${projectDir}/nextflow_schema.json"))
+}
 
-    Required:
-      --models FILE            model table (JSON, seed format)
-      --datasets FILE          dataset list (one dataset id per line)
-      --metrics FILE           metric list (JSON, seed format)
-      --dataset_root DIR       folder holding the datasets (CLIP-benchmark layout);
-                               not needed with --demo_data (the test profile)
-      --outdir DIR             results folder (DESIGN §5 layout)
-    Optional:
-      --dataset_info FILE      dataset table (display names, domains)             [${params.dataset_info}]
-      --demo_data              generate the bundled demo datasets instead of --dataset_root [${params.demo_data}]
-      --model_ids A,B          run only these model ids of the table               [${params.model_ids}]
-      --skip_probes            no linear probes (and no similarity-vs-accuracy)    [${params.skip_probes}]
-      --max_samples N          subset size per dataset                              [${params.max_samples}]
-      --subset_mode M          per_class (ceil(N/C) per class) or balanced          [${params.subset_mode}]
-      --seed S                 seed of subsets, permutations, bootstrap             [${params.seed}]
-      --device auto|cpu|cuda   device of extraction and similarity                  [${params.device}]
-      --precision P            extraction precision (fp32, fp16, bf16)              [${params.precision}]
-      --batch_size N           extraction batch size                                [${params.batch_size}]
-      --num_workers N          data-loading workers per extraction task             [${params.num_workers}]
-      --decode cpu|gpu         extraction decoding: PIL in CPU workers, or JPEG decode + preprocessing on --device [${params.decode}]
-      --feature_dtype T        stored features: float32, or float16 (half the disk)  [${params.feature_dtype}]
-      --normalize l2|none      feature normalisation before the metrics             [${params.normalize}]
-      --similarity_memory SIZE memory budget of the similarity engine (e.g. 48.GB)  [80% of the task's memory]
-      --probe_lrs LIST         probe learning rates                                 [${params.probe_lrs}]
-      --probe_epochs N         probe epochs                                         [${params.probe_epochs}]
-      --probe_seeds LIST       probe seeds                                          [${params.probe_seeds}]
-      --probe_batch_size N     probe mini-batch size                                [${params.probe_batch_size}]
-      --probe_selection S      lr / weight decay: per_seed or shared                [${params.probe_selection}]
-      --probe_wd_grid G        weight-decay grid: paper (64 points) or fine         [${params.probe_wd_grid}]
-      --probe_tie_break T      validation ties: order (the study's) or loss         [${params.probe_tie_break}]
-      --probe_val_proportion F validation part of the train split                  [${params.probe_val_proportion}]
-      --probe_test_from_train  datasets without a test split: carve one from train  [${params.probe_test_from_train}]
-      --probe_device cpu|cuda  device of the probes (cuda: a GPU task)              [cuda with --device cuda, else cpu]
-      --subset_sizes LIST      images per class of the ImageNet subset-size sensitivity (with
-                               ImageNet in --datasets; 10 is the reference; false: off) [${params.subset_sizes}]
-      --permutations N         Mantel permutations                                  [${params.permutations}]
-      --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
-      --consistency_transform T similarities transformed before consistency: none, tan, arccos [${params.consistency_transform}]
-      --consistency_anchors A,B anchor models of the anchor analysis                [every model]
-      --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
-      --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
-    Weights (offline compute nodes):
-      --weights_dir DIR        folder filled by bin/pysim-fetch-weights; every task sees it as
-                               HF_HOME, TORCH_HOME, PYSIM_OPENCLIP_CACHE (bound under apptainer) [${params.weights_dir}]
-    SLURM (-profile slurm):
-      --cpu_partition P        partition of CPU tasks                               [${params.cpu_partition}]
-      --gpu_partition P        partition of GPU tasks                               [${params.gpu_partition}]
-      --gpu_gres G             GPU request of GPU tasks                             [${params.gpu_gres}]
-      --slurm_account A        account charged                                      [${params.slurm_account}]
-      --slurm_queue_size N     jobs queued at once (keep it under your QOS submit limit) [${params.slurm_queue_size}]
-      --slurm_retry_reason RE  sbatch errors retried later (regex)                  [see nextflow.config]
-      --array_size N           extraction tasks per SLURM job array (0: one job per task) [${params.array_size}]
-    Apptainer (-profile apptainer):
-      --container FILE|URI     the image of every task                             [${params.container}]
-      --container_dir DIR      folder with pysim-cpu.sif / pysim-gpu.sif            [${params.container_dir}]
-      --apptainer_binds A,B    more host folders bound into every task              [${params.apptainer_binds}]
-    Limits (cap every task's request; set them to your partitions' limits):
-      --max_cpus N             [${params.max_cpus}]
-      --max_memory SIZE        [${params.max_memory}]
-      --max_time DURATION      [${params.max_time}]
-    """.stripIndent()
+/** --help: the usage line and every parameter of the schema, group by group. */
+def helpText() {
+    return '\nUsage: nextflow run main.nf -profile <test|local|slurm|apptainer|gpu,...> [--param value ...]\n' +
+        'Parameters (nextflow_schema.json), [default]:\n' + paramsSchema().help(params)
 }
 
 /** Stops the run before any task with one line naming the problem. */
@@ -97,68 +41,18 @@ def fail(String message) {
     error(message)
 }
 
-/** Checks the params and returns the parsed inputs; any problem stops with one line. */
+/** Checks the params against the schema, then what it cannot say; any problem stops with one line. */
 def checkParams() {
-    def required = ['models', 'datasets', 'metrics', 'outdir']
-    if (!params.demo_data) {
-        required << 'dataset_root'
+    def problem = paramsSchema().check(params)
+    if (problem) {
+        fail(problem)
     }
-    for (name in required) {
-        if (params[name] == null || params[name] == true || params[name].toString().trim() == '') {
-            fail("Missing required parameter --${name} (see --help)")
-        }
+    def root = params.dataset_root
+    if (!params.demo_data && (root == null || root == true || root.toString().trim() == '')) {
+        fail('Missing required parameter --dataset_root (see --help)')
     }
-    for (name in ['models', 'datasets', 'metrics', 'dataset_info']) {
-        if (params[name] && !file(params[name].toString()).isFile()) {
-            fail("--${name}: file not found: ${params[name]}")
-        }
-    }
-    if (!params.demo_data && !file(params.dataset_root.toString()).isDirectory()) {
-        fail("--dataset_root: folder not found: ${params.dataset_root}")
-    }
-    if (!(params.device in ['auto', 'cpu', 'cuda'])) {
-        fail("--device must be auto, cpu or cuda, got '${params.device}'")
-    }
-    if (!(params.feature_dtype in ['float32', 'float16'])) {
-        fail("--feature_dtype must be float32 or float16, got '${params.feature_dtype}'")
-    }
-    if (!(params.decode in ['cpu', 'gpu'])) {
-        fail("--decode must be cpu or gpu, got '${params.decode}'")
-    }
-    if (!(params.consistency_transform in ['none', 'tan', 'arccos'])) {
-        fail("--consistency_transform must be none, tan or arccos, got '${params.consistency_transform}'")
-    }
-    if (params.probe_device != null && !(params.probe_device in ['cpu', 'cuda'])) {
-        fail("--probe_device must be cpu or cuda, got '${params.probe_device}'")
-    }
-    def choices = [subset_mode: ['per_class', 'balanced'], probe_selection: ['per_seed', 'shared'],
-                   probe_wd_grid: ['paper', 'fine'], probe_tie_break: ['order', 'loss']]
-    choices.each { name, allowed ->
-        if (!(params[name] in allowed)) {
-            fail("--${name} must be ${allowed.join(' or ')}, got '${params[name]}'")
-        }
-    }
-    for (name in ['max_samples', 'batch_size', 'probe_epochs', 'probe_batch_size', 'permutations', 'bootstrap']) {
-        if (!(params[name].toString().isInteger() && params[name].toString().toInteger() > 0)) {
-            fail("--${name} must be a positive integer, got '${params[name]}'")
-        }
-    }
-    if (params.subset_sizes && !params.subset_sizes.toString().tokenize(',')*.trim().every {
-            it.isInteger() && it.toInteger() > 0 }) {
-        fail("--subset_sizes must be a comma-separated list of positive integers, got '${params.subset_sizes}'")
-    }
-    def arraySize = params.array_size.toString()
-    if (!(arraySize.isInteger() && arraySize.toInteger() in 0..1000)) {
-        fail("--array_size must be an integer from 0 to 1000 (SLURM's default MaxArraySize is 1001), got '${arraySize}'")
-    }
-    if (params.max_memory != null && params.max_memory !instanceof Boolean) {
-        checkSize('max_memory')
-    }
-    if (params.similarity_memory != null) {
-        checkSize('similarity_memory')
-    }
-    if (params.weights_dir != null && !file(params.weights_dir.toString()).isDirectory()) {
-        fail("--weights_dir: folder not found: ${params.weights_dir} (fill it with bin/pysim-fetch-weights)")
+    if (params.subset_sizes == true) {
+        fail('--subset_sizes needs a value (comma-separated positive integers, e.g. 1,5,10; false: off)')
     }
     checkContainer()
     checkPublishMode()
@@ -186,15 +80,6 @@ def checkPublishMode() {
     def work = fileStore(workflow.workDir)
     if (out != null && work != null && out != work) {
         fail("--publish_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_mode copy (or put them on one file system)")
-    }
-}
-
-/** A size parameter must read as a memory size (e.g. 48.GB, 512 MB). */
-def checkSize(String name) {
-    try {
-        new nextflow.util.MemoryUnit(params[name].toString())
-    } catch (Exception ignored) {
-        fail("--${name}: cannot read size '${params[name]}' (examples: 48.GB, 512 MB)")
     }
 }
 
