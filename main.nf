@@ -1,8 +1,9 @@
 #!/usr/bin/env nextflow
 /*
  * pysim: cross-dataset consistency of representational similarity between vision models.
- * VALIDATE -> EXTRACT_FEATURES -> MAKE_SUBSET -> COMPUTE_SIMILARITY -> LINEAR_PROBE
- *   -> CONSISTENCY -> SIM_VS_PERF -> REPORT   (DESIGN.md §7; every step calls one bin/ entry point)
+ * VALIDATE -> EXTRACT_FEATURES [-> DERIVE_FEATURES] -> MAKE_SUBSET -> COMPUTE_SIMILARITY
+ *   -> LINEAR_PROBE -> CONSISTENCY -> SIM_VS_PERF -> REPORT
+ *   (DESIGN.md §7; every step calls one bin/ entry point)
  */
 nextflow.enable.dsl = 2
 
@@ -12,6 +13,7 @@ import groovy.json.JsonSlurper
 include { DEMO_DATA          } from './modules/demo_data'
 include { VALIDATE           } from './modules/validate'
 include { EXTRACT_FEATURES   } from './modules/extract_features'
+include { DERIVE_FEATURES    } from './modules/derive_features'
 include { MAKE_SUBSET        } from './modules/make_subset'
 include { COMPUTE_SIMILARITY } from './modules/compute_similarity'
 include { LINEAR_PROBE       } from './modules/linear_probe'
@@ -240,17 +242,42 @@ def modelTableJson(Map models, modelsFile) {
     return JsonOutput.prettyPrint(JsonOutput.toJson(table))
 }
 
+// Derived datasets (DESIGN §3), the rule of pysim/config.py (derived_kind): bare ids whose
+// features are sliced from ImageNet's, with no folder of their own under --dataset_root.
+IMAGENET_ID = 'wds/imagenet1k'
+BREEDS_TASKS = ['entity13', 'entity30', 'living17', 'nonliving26']
+
+/** Whether a dataset id is derived from ImageNet (a BREEDS task or imagenet-subset-<N>k). */
+def isDerived(String id) {
+    return id in BREEDS_TASKS || id ==~ /imagenet-subset-[1-9][0-9]*k/
+}
+
+/** A dataset id with its output key and folder name (pysim/config.py dataset_key, dataset_dir). */
+def datasetRecord(String id) {
+    def parts = id.tokenize('/')
+    def folder = parts.size() == 1 ? parts[0] : "${parts[0]}_${parts[1..-1].join('-')}"
+    return [id: id, key: id.replace('/', '_'), folder: folder, derived: isDerived(id)]
+}
+
 /** Dataset ids of the list with their output key and folder name (DESIGN §3). */
 def loadDatasets(datasetsFile) {
     def ids = datasetsFile.readLines().collect { it.split('#', 2)[0].trim() }.findAll { it }
     if (!ids) {
         fail("--datasets: ${datasetsFile}: no dataset ids")
     }
-    return ids.collect { id ->
-        def parts = id.tokenize('/')
-        def folder = parts.size() == 1 ? parts[0] : "${parts[0]}_${parts[1..-1].join('-')}"
-        [id: id, key: id.replace('/', '_'), folder: folder]
+    return ids.collect { datasetRecord(it) }
+}
+
+/** The datasets to extract: the list's own, and ImageNet once when a derived id needs it. */
+def extractionDatasets(List datasets) {
+    def extracted = datasets.findAll { !it.derived }
+    def derived = datasets.findAll { it.derived }
+    if (derived && !extracted.any { it.id == IMAGENET_ID }) {
+        log.info("${IMAGENET_ID}: extracted for the derived datasets ${derived*.id.join(', ')}; " +
+                 "not in --datasets, so not analysed as a dataset of its own")
+        extracted << datasetRecord(IMAGENET_ID)
     }
+    return extracted
 }
 
 if (params.help) {
@@ -275,10 +302,22 @@ workflow {
     ready = VALIDATE.out.report.map { true }
 
     model_ch = Channel.fromList(modelIds.collect { [it, modelTableJson([(it): models[it]], modelsFile)] })
-    dataset_ch = root.combine(Channel.fromList(datasets))
+    dataset_ch = root.combine(Channel.fromList(extractionDatasets(datasets)))
         .map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
     EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))
+
+    // Derived datasets: one cheap slicing task per (model, derived id) once that model's
+    // ImageNet features exist; their files join the extracted ones downstream. ImageNet itself
+    // goes downstream only when it is in the list.
+    def imagenetKey = datasetRecord(IMAGENET_ID).key
+    def analysedKeys = datasets*.key
+    DERIVE_FEATURES(EXTRACT_FEATURES.out.features
+        .filter { key, id, f -> key == imagenetKey }
+        .combine(Channel.fromList(datasets.findAll { it.derived }.collect { [it.id, it.key] }))
+        .map { key, id, f, derivedId, derivedKey -> [derivedId, derivedKey, id, f] })
     features = EXTRACT_FEATURES.out.features
+        .filter { key, id, f -> key in analysedKeys }
+        .mix(DERIVE_FEATURES.out.features)
 
     // The subset depends only on targets and keys (the same for every model): draw it from the
     // first model of the table so that adding models later leaves it cached.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,62 @@ def dataset_dir(root: str | os.PathLike, dataset_id: str) -> Path:
     return Path(root) / name
 
 
+# Derived datasets (DESIGN §3): bare ids sliced from the ImageNet-1k features, no folder.
+IMAGENET_ID = "wds/imagenet1k"
+BREEDS_TASKS = ("entity13", "entity30", "living17", "nonliving26")
+IMAGENET_SUBSET = re.compile(r"imagenet-subset-([1-9][0-9]*)k")
+
+
+def derived_kind(dataset_id: str) -> str | None:
+    """'breeds' or 'imagenet_subset' for a derived dataset id, None for any other id."""
+    if dataset_id in BREEDS_TASKS:
+        return "breeds"
+    if IMAGENET_SUBSET.fullmatch(dataset_id):
+        return "imagenet_subset"
+    return None
+
+
+def subset_per_class(dataset_id: str) -> int:
+    """Images per class of an imagenet-subset-<N>k id (N); ValueError for any other id."""
+    match = IMAGENET_SUBSET.fullmatch(dataset_id)
+    if match is None:
+        raise ValueError(f"'{dataset_id}' is not an imagenet-subset-<N>k id")
+    return int(match.group(1))
+
+
+def source_dataset(dataset_id: str) -> str:
+    """The dataset whose folder (and features) a dataset id needs: ImageNet for derived ids."""
+    return IMAGENET_ID if derived_kind(dataset_id) else dataset_id
+
+
+def required_splits(dataset_id: str) -> tuple[str, ...]:
+    """Splits of the source folder a dataset id needs (BREEDS tests on ImageNet's test split)."""
+    return ("train", "test") if derived_kind(dataset_id) == "breeds" else ("train",)
+
+
+def extraction_ids(ids: list[str]) -> list[str]:
+    """Dataset ids to extract for a list: its own ids, derived ones replaced by ImageNet once."""
+    out: list[str] = []
+    for dataset_id in ids:
+        source = source_dataset(dataset_id)
+        if source not in out:
+            out.append(source)
+    return out
+
+
+def check_dataset_ids(ids: list[str]) -> None:
+    """Every id is `<prefix>/<name>[/...]` or a known derived id; an unknown bare name is not."""
+    for dataset_id in ids:
+        if "/" in dataset_id or derived_kind(dataset_id):
+            continue
+        hint = ""
+        if dataset_id.startswith("wds_"):
+            hint = f"; did you mean 'wds/{dataset_id[4:].replace('-', '/')}'?"
+        raise InputError(
+            f"dataset '{dataset_id}': unknown dataset id (expected wds/<name>[/<name>], a BREEDS "
+            f"task ({', '.join(BREEDS_TASKS)}) or imagenet-subset-<N>k){hint}")
+
+
 def load_dataset_list(path: str | os.PathLike) -> list[str]:
     """Dataset ids, one per line; blank lines and '#' comments ignored; duplicates rejected."""
     try:
@@ -155,18 +212,25 @@ def dataset_entries(ids: list[str], info: dict[str, dict[str, str]] | None = Non
 
 def check_dataset_dirs(root: str | os.PathLike, ids: list[str],
                        splits: tuple[str, ...] = ("train",)) -> None:
-    """Every dataset directory exists and each required split has shards."""
+    """Every dataset directory exists and each required split has shards.
+
+    A derived id needs no folder of its own: ImageNet's folder is checked in its place, with
+    the splits the derivation reads.
+    """
     for dataset_id in ids:
-        ddir = dataset_dir(root, dataset_id)
+        source = source_dataset(dataset_id)
+        what = f"dataset '{dataset_id}'"
+        if source != dataset_id:
+            what += f" (derived from {source})"
+        ddir = dataset_dir(root, source)
         if not ddir.is_dir():
-            raise InputError(f"dataset '{dataset_id}': directory {ddir} not found")
-        for split in splits:
+            raise InputError(f"{what}: directory {ddir} not found")
+        for split in dict.fromkeys((*splits, *required_splits(dataset_id))):
             sdir = ddir / split
             if not sdir.is_dir():
-                raise InputError(f"dataset '{dataset_id}': split directory {sdir} not found")
+                raise InputError(f"{what}: split directory {sdir} not found")
             if not any(sdir.glob("*.tar")):
-                raise InputError(f"dataset '{dataset_id}': split '{split}' has no shards "
-                                 f"(*.tar) in {sdir}")
+                raise InputError(f"{what}: split '{split}' has no shards (*.tar) in {sdir}")
 
 
 # --- metrics ----------------------------------------------------------------------------

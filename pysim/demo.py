@@ -169,3 +169,33 @@ def write_demo_datasets(out_dir: str | Path, seed: int = 0) -> list[str]:
         _write_split(ddir / "test", samples["test"], 1, rng)
         _write_text(ddir / "classnames.txt", "\n".join(classnames) + "\n")
     return list(DATASET_IDS)
+
+
+# An ImageNet-like WebDataset for the derived datasets (BREEDS, imagenet-subset): a few real
+# ImageNet-1k class indices (the `cls` of CLIP-benchmark's wds/imagenet1k, 0..999) of three
+# living17 superclasses, each superclass drawn as one shape, plus one class outside living17.
+DEMO_IMAGENET_CLASSES = {  # ImageNet class index -> shape
+    26: "disk", 27: "disk", 28: "disk", 29: "disk",                  # living17 superclass 0
+    33: "square", 34: "square", 35: "square", 37: "square",          # living17 superclass 1
+    38: "triangle", 41: "triangle", 44: "triangle", 47: "triangle",  # living17 superclass 2
+    500: "stripes",                                                  # in no living17 class list
+}
+DEMO_IMAGENET_PER_CLASS = {"train": 10, "test": 5}
+
+
+def write_demo_imagenet(out_dir: str | Path, seed: int = 0) -> str:
+    """Write <out_dir>/wds_imagenet1k, a small ImageNet-like dataset; returns its id."""
+    import torchvision
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out-dir {out_dir} exists and is not a directory")
+    rng = np.random.default_rng([seed, len(GENERATORS)])
+    ddir = out_dir / "wds_imagenet1k"
+    for split, n in DEMO_IMAGENET_PER_CLASS.items():
+        samples = [(_shape_image(rng, shape), cls)
+                   for cls, shape in DEMO_IMAGENET_CLASSES.items() for _ in range(n)]
+        _write_split(ddir / split, samples, TRAIN_SHARDS if split == "train" else 1, rng)
+    names = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    _write_text(ddir / "classnames.txt", "\n".join(names) + "\n")
+    return "wds/imagenet1k"

@@ -9,6 +9,7 @@ from pysim.config import (
     MetricSpec,
     ModelEntry,
     check_dataset_dirs,
+    check_dataset_ids,
     load_dataset_info,
     load_dataset_list,
     load_metrics,
@@ -32,6 +33,7 @@ def validate_inputs(models: str | os.PathLike, datasets: str | os.PathLike,
     """Load and check every input; raises InputError on the first problem."""
     inputs = Inputs(load_models(models), load_dataset_list(datasets), load_metrics(metrics),
                     load_dataset_info(dataset_info) if dataset_info else None)
+    check_dataset_ids(inputs.datasets)
     if dataset_root is not None:
         check_dataset_dirs(dataset_root, inputs.datasets)
     return inputs
