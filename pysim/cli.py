@@ -80,6 +80,8 @@ def weights_dir_option(func):
 
 def resolve_device(device: str) -> str:
     """Map auto|cpu|cuda to a torch device string; asking for CUDA without one is bad input."""
+    if device == "cpu":
+        return device  # no torch import: the stage checks its inputs first
     import torch
 
     if device == "auto":
