@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from pysim.config import MetricSpec
 from pysim.errors import InputError
+from pysim.registry import METRICS, load
 from pysim.similarity.base import ModelInfo, row_blocks
-from pysim.similarity.cka import CKAMetric
-from pysim.similarity.knn import MutualKNNMetric
 from pysim.similarity.memory import working_budget
 from pysim.similarity.prepare import invalid_reason, prepare_features
-from pysim.similarity.rsa import RSAPearsonMetric, rdm_invalid, spearman_ranks
+from pysim.similarity.rsa import rdm_invalid, spearman_ranks
 
 log = logging.getLogger("pysim.similarity")
 
@@ -239,11 +238,8 @@ class _Engine:
 
 
 def _stacked_metric(spec: MetricSpec, n: int):
-    if spec.method == "cka":
-        return CKAMetric(spec, n)
-    if spec.method == "rsa":
-        return RSAPearsonMetric(spec, n)
-    return MutualKNNMetric(spec, n)
+    """The registered metric class of the spec's method (pysim.registry.METRICS)."""
+    return load(METRICS, spec.method)(spec, n)
 
 
 def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
