@@ -39,7 +39,7 @@ from pysim.config import load_dataset_list, load_models
 from pysim.data import SplitReader, index_split
 from pysim.data.decode import EncodedBatch, EncodedSplitReader, finish_batch, tensor_preprocess
 from pysim.demo import write_demo_datasets
-from pysim.extract import ExtractOptions, extract, extract_split
+from pysim.features.extract import ExtractOptions, extract, extract_split
 from pysim.models import load_model
 
 ROOT = Path(__file__).parents[1]

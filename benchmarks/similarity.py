@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_limits
 
 from pysim.config import load_metrics
 from pysim.io import SplitFeatures, read_features, write_features
-from pysim.similarity import compute_similarities, similarity_file
+from pysim.similarity import compute_similarities, similarities_of_prepared
+from pysim.stages.similarity import run_similarity
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -138,14 +139,14 @@ def gpu_run(m: int = 64, n: int = 10000) -> None:
         paths = make_features(Path(tmp), m, n, widths=(384, 2048))
         print(f"m={m}, n={n}, widths 384-2048 written in {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
-        sims = similarity_file(paths, METRICS, Path(tmp) / "sims.h5", device="cuda",
+        sims = run_similarity(paths, METRICS, Path(tmp) / "sims.h5", device="cuda",
                                progress=False)
         print(f"whole pysim-similarity stage on CUDA: {time.perf_counter() - start:.2f} s")
         feats = {p.stem: prepare_features(read_features(p, "train").features, "l2", "cuda")
                  for p in paths}
         torch.cuda.synchronize()
         start = time.perf_counter()
-        compute_similarities(feats, specs, device="cuda", normalize="none")
+        similarities_of_prepared(feats, specs)
         torch.cuda.synchronize()
         print(f"engine, features already on the GPU: {time.perf_counter() - start:.2f} s")
         del feats
@@ -196,7 +197,7 @@ def speed(tmp: Path, args: argparse.Namespace) -> None:
     walls = []
     for _ in range(3):  # the box is shared: report the median of three runs and the spread
         start = time.perf_counter()
-        sims = similarity_file(paths, METRICS, tmp / "sims.h5", device="cpu", progress=False)
+        sims = run_similarity(paths, METRICS, tmp / "sims.h5", device="cpu", progress=False)
         walls.append(time.perf_counter() - start)
     engine_wall = float(np.median(walls))
     feats = {p.stem: read_features(p, "train").features for p in paths}

@@ -1,4 +1,6 @@
-"""Shared plumbing for the bin/ entry points: one-line errors with exit code 2, logging."""
+"""The CLI layer of the bin/ entry points: one-line errors with exit code 2, logging, and the
+shared options (device resolved and sizes parsed once, here). Only bin/* import this module;
+the rest of pysim never imports it or click."""
 
 from __future__ import annotations
 
@@ -36,11 +38,27 @@ def run(command: click.Command) -> None:
     sys.exit(0)
 
 
+def _resolve_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    return resolve_device(value)
+
+
 def device_option(func):
-    """The --device auto|cpu|cuda option shared by the GPU stages."""
+    """--device auto|cpu|cuda, resolved once while parsing: the command gets 'cpu' or 'cuda'."""
     option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-                          show_default=True, help="Where to compute; auto picks CUDA if present.")
+                          show_default=True, callback=_resolve_device,
+                          help="Where to compute; auto picks CUDA if present.")
     return option(func)
+
+
+def _parse_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    from pysim.similarity.memory import parse_size  # pysim.similarity imports torch
+
+    return None if value is None else parse_size(value)
+
+
+def size_option(name: str, help: str):
+    """An option holding a size such as 1GB or 512MB, parsed once: the command gets bytes."""
+    return click.option(name, default=None, callback=_parse_size, help=help)
 
 
 def _use_weights_dir(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -62,6 +80,8 @@ def weights_dir_option(func):
 
 def resolve_device(device: str) -> str:
     """Map auto|cpu|cuda to a torch device string; asking for CUDA without one is bad input."""
+    if device == "cpu":
+        return device  # no torch import: the stage checks its inputs first
     import torch
 
     if device == "auto":

@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pysim import registry
 from pysim.errors import InputError
 from pysim.io import read_json
 
-MODEL_SOURCES = ("timm", "torchvision", "custom", "ssl", "open_clip", "hub")
+MODEL_SOURCES = tuple(registry.MODEL_SOURCES)  # the registered sources (pysim.registry)
 CATEGORY_COLUMNS = ("objective", "architecture_class", "dataset_class", "size_class")
-METRIC_METHODS = ("cka", "rsa", "mutual_knn")
+METRIC_METHODS = tuple(registry.METRICS)  # the registered metrics (pysim.registry)
 CKA_KERNELS = ("linear", "rbf")
 RSA_METHODS = ("correlation", "cosine", "euclidean")
 CORR_METHODS = ("pearson", "spearman")

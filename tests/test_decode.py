@@ -30,7 +30,7 @@ from pysim.data.decode import (
     tensor_preprocess,
 )
 from pysim.errors import InputError
-from pysim.extract import ExtractOptions, extract
+from pysim.features.extract import ExtractOptions, extract
 from pysim.io import read_attrs, read_features
 
 ROOT = Path(__file__).parents[1]

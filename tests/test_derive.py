@@ -18,7 +18,7 @@ from pysim import derive as derive_module
 from pysim.config import BREEDS_TASKS
 from pysim.demo import DEMO_IMAGENET_CLASSES, DEMO_IMAGENET_PER_CLASS, write_demo_imagenet
 from pysim.derive import derive
-from pysim.extract import ExtractOptions, extract
+from pysim.features.extract import ExtractOptions, extract
 from pysim.io import SplitFeatures, read_attrs, read_features, write_features
 
 DEMO_TABLE = ROOT / "assets" / "demo" / "models.json"

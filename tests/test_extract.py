@@ -14,7 +14,7 @@ from conftest import run_cli
 from pysim.config import load_models
 from pysim.data import index_split
 from pysim.errors import InputError
-from pysim.extract import ExtractOptions, extract
+from pysim.features.extract import ExtractOptions, extract
 from pysim.io import read_attrs, read_features
 
 ROOT = Path(__file__).parents[1]

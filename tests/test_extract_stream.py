@@ -17,8 +17,8 @@ from conftest import ROOT
 from pysim.config import load_models
 from pysim.data import SplitReader, build_loader, index_split
 from pysim.demo import _add, _png
-from pysim.extract import EXIT_CUDA_OOM, TEST_OOM_ENV, ExtractOptions, extract
 from pysim.feature_writer import FeatureWriter
+from pysim.features.extract import EXIT_CUDA_OOM, TEST_OOM_ENV, ExtractOptions, extract
 from pysim.io import SplitFeatures, read_attrs, read_features, write_features
 
 DEMO_TABLE = ROOT / "assets" / "demo" / "models.json"
@@ -207,7 +207,7 @@ def test_nonfinite_and_float16_overflow_are_input_errors(demo_root):
     from torchvision.transforms import ToTensor
 
     from pysim.errors import InputError
-    from pysim.extract import extract_split
+    from pysim.features.extract import extract_split
 
     split = demo_root / "wds_demo_digits" / "test"
     opts16 = ExtractOptions(feature_dtype="float16", batch_size=16, **OPTS)

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SEED, assert_bad_input, run_cli
 from pysim.analysis.run import compute_consistency, write_outputs
-from pysim.analysis.sim_vs_perf import load_probes, similarity_vs_gap
+from pysim.analysis.sim_vs_perf import load_probes, sim_vs_perf_table
 from pysim.io import Similarities, read_similarities, write_csv, write_similarities
 from pysim.report.build import build_report
 
@@ -81,7 +81,7 @@ def make_results(root: Path) -> Path:
                                       num_clusters=2), root / "consistency")
     probes = sorted((root / "probes").glob("*/*.json"))
     write_csv(root / "performance" / "similarity_vs_gap.csv",
-              similarity_vs_gap([read_similarities(p) for p in sims], load_probes(probes)))
+              sim_vs_perf_table([read_similarities(p) for p in sims], load_probes(probes)))
     (root / "pipeline_info").mkdir()
     (root / "pipeline_info" / "execution_report.html").write_text("<html></html>")
     return models

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from conftest import assert_bad_input, run_cli
-from pysim.analysis.sim_vs_perf import COLUMNS, load_probes, similarity_vs_gap
+from pysim.analysis.sim_vs_perf import COLUMNS, load_probes, sim_vs_perf_table
 from pysim.io import Similarities, write_similarities
 
 METRICS = ("cka_kernel_linear_unbiased", "mutual_knn_k_10")
@@ -56,7 +56,7 @@ def test_planted_relation_and_plain_loop(tmp_path):
     from pysim.io import read_similarities
 
     files = [read_similarities(p) for p in sims]
-    table = similarity_vs_gap(files, load_probes(probes))
+    table = sim_vs_perf_table(files, load_probes(probes))
     assert list(table.columns) == COLUMNS and len(table) == 4
     for sim in files:
         for metric in METRICS:

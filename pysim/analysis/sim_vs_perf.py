@@ -18,6 +18,8 @@ from pysim.io import Similarities, read_json
 
 log = logging.getLogger(__name__)
 COLUMNS = ["metric", "dataset", "n_pairs", "pearson_r", "spearman_r"]
+# The stage's table (DESIGN §5), under --outdir: its one name in pysim.
+TABLE_NAME = "performance/similarity_vs_gap.csv"
 
 
 def load_probes(paths: Sequence[str | os.PathLike]) -> dict[str, dict[str, float]]:
@@ -60,7 +62,7 @@ def correlate(frame: pd.DataFrame) -> tuple[float, float]:
             float(spearmanr(frame["similarity"], frame["gap"])[0]))
 
 
-def similarity_vs_gap(files: Sequence[Similarities],
+def sim_vs_perf_table(files: Sequence[Similarities],
                       probes: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """One row per (metric, dataset); datasets without probes and models without one are warned."""
     out = []

@@ -25,6 +25,7 @@ from pysim.config import ModelEntry
 from pysim.errors import InputError
 from pysim.models.extractor import FeatureExtractor, token_mode
 from pysim.models.resolve import Resolution, check_weights, resolve, resolve_report, weights_path
+from pysim.registry import MODEL_LOADERS, load
 
 __all__ = ["FeatureExtractor", "Resolution", "check_weights", "describe_transform", "load_model",
            "resolve", "resolve_report", "weights_path", "offline_default"]
@@ -123,8 +124,6 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
     `base_dir` resolves a relative `weights` path; with `offline` (default: HF_HUB_OFFLINE=1)
     missing weights end in one InputError naming them instead of a download.
     """
-    from pysim.models.loaders import BUILDERS
-
     offline = offline_default() if offline is None else offline
     res = resolve(entry, base_dir)
     if offline:
@@ -135,7 +134,7 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
                              "pysim-fetch-weights on a machine with network, or set 'weights')")
     tokens = token_mode(entry.model_parameters)
     try:
-        model, preprocess, forward, n_prefix = BUILDERS[res.loader](entry, res)
+        model, preprocess, forward, n_prefix = load(MODEL_LOADERS, res.loader)(entry, res)
     except InputError as exc:
         raise InputError(f"model '{entry.model_id}': {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any loader failure becomes one line

@@ -194,9 +194,3 @@ def build_align(entry: ModelEntry, res: Resolution) -> Built:
         model = AlignModel(AlignConfig()).vision_model
     transform = imagenet_transform(289, 289, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     return model, transform, lambda x: model(pixel_values=x), 0
-
-
-BUILDERS: dict[str, Callable[[ModelEntry, Resolution], Built]] = {
-    "timm": build_timm, "torchvision": build_torchvision, "open_clip": build_open_clip,
-    "resnet50": build_resnet50, "hub": build_hub, "transformers": build_align,
-}

@@ -18,6 +18,7 @@ from pysim.config import ModelEntry
 from pysim.errors import InputError
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import SSL_MODELS
+from pysim.registry import MODEL_SOURCES, load
 
 RANDOM_SEED = 0
 ALIGN_REPO = "kakaobrain/align-base"
@@ -106,7 +107,7 @@ def _weights_or(res: Resolution, entry: ModelEntry, wfile: str | None) -> Resolu
     return None
 
 
-def _resolve_timm(entry: ModelEntry, name: str, wfile: str | None) -> Resolution:
+def _resolve_timm_name(entry: ModelEntry, name: str, wfile: str | None) -> Resolution:
     import timm
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
@@ -132,7 +133,12 @@ def _resolve_timm(entry: ModelEntry, name: str, wfile: str | None) -> Resolution
     return _from_torch_cache(res, cfg.url)
 
 
-def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
+def resolve_timm(entry: ModelEntry, wfile: str | None) -> Resolution:
+    """A timm entry: model_name is the architecture (and optional .tag)."""
+    return _resolve_timm_name(entry, entry.model_name, wfile)
+
+
+def resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
     import torchvision.models as tvm
 
     name = entry.model_name
@@ -155,7 +161,7 @@ def _resolve_torchvision(entry: ModelEntry, wfile: str | None) -> Resolution:
     return _from_torch_cache(res, enum.url)
 
 
-def _resolve_open_clip(entry: ModelEntry, wfile: str | None) -> Resolution:
+def resolve_open_clip(entry: ModelEntry, wfile: str | None) -> Resolution:
     import open_clip
 
     params = entry.model_parameters
@@ -195,13 +201,13 @@ def _resolve_hub(entry: ModelEntry, repo: str, model: str, wfile: str | None) ->
     return res
 
 
-def _resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
+def resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
     spec = SSL_MODELS.get(entry.model_name)
     if spec is None:
         raise InputError(f"unknown self-supervised model '{entry.model_name}' "
                          f"(known: {', '.join(SSL_MODELS)})")
     if spec[0] == "timm":
-        res = _resolve_timm(entry, spec[1], wfile)
+        res = _resolve_timm_name(entry, spec[1], wfile)
         if "dinov2" in spec[1]:  # the study fed DINOv2 224-px inputs, as its hub models do
             res.extra["default_kwargs"] = {"img_size": 224}
         return res
@@ -224,28 +230,32 @@ def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
     return _from_hf_cache(res, ALIGN_REPO, ALIGN_REPO, ("model.safetensors", "pytorch_model.bin"))
 
 
+def resolve_custom(entry: ModelEntry, wfile: str | None) -> Resolution:
+    """The study's `custom` entries: OpenCLIP_<variant>_<tag> and Kakaobrain ALIGN."""
+    if entry.model_name == "OpenCLIP":
+        return resolve_open_clip(entry, wfile)
+    if entry.model_name == "Kakaobrain_Align":
+        return _resolve_align(entry, wfile)
+    raise InputError(f"no loader for source 'custom' and model_name '{entry.model_name}'")
+
+
+def resolve_hub(entry: ModelEntry, wfile: str | None) -> Resolution:
+    """A torch.hub entry: model_parameters.repo ('owner/name:ref') and model_name."""
+    repo = entry.model_parameters.get("repo")
+    if not repo:
+        raise InputError("source 'hub' needs model_parameters.repo ('owner/name:ref')")
+    return _resolve_hub(entry, repo, entry.model_name, wfile)
+
+
 def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Resolution:
-    """Resolve one entry; raises InputError naming the model and the reason if it cannot."""
+    """Resolve one entry with its source's registered resolver (pysim.registry.MODEL_SOURCES);
+    raises InputError naming the model and the reason if it cannot."""
     wfile = weights_path(entry, base_dir)
     try:
-        if entry.source == "timm":
-            return _resolve_timm(entry, entry.model_name, wfile)
-        if entry.source == "torchvision":
-            return _resolve_torchvision(entry, wfile)
-        if entry.source == "open_clip" or (entry.source == "custom"
-                                           and entry.model_name == "OpenCLIP"):
-            return _resolve_open_clip(entry, wfile)
-        if entry.source == "custom" and entry.model_name == "Kakaobrain_Align":
-            return _resolve_align(entry, wfile)
-        if entry.source == "ssl":
-            return _resolve_ssl(entry, wfile)
-        if entry.source == "hub":
-            repo = entry.model_parameters.get("repo")
-            if not repo:
-                raise InputError("source 'hub' needs model_parameters.repo ('owner/name:ref')")
-            return _resolve_hub(entry, repo, entry.model_name, wfile)
-        raise InputError(f"no loader for source '{entry.source}' and model_name "
-                         f"'{entry.model_name}'")
+        if entry.source not in MODEL_SOURCES:
+            raise InputError(f"no loader for source '{entry.source}' and model_name "
+                             f"'{entry.model_name}'")
+        return load(MODEL_SOURCES, entry.source)(entry, wfile)
     except InputError as exc:
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 

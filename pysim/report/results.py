@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pysim.analysis.sim_vs_perf import TABLE_NAME as SIM_VS_PERF_TABLE
 from pysim.analysis.sim_vs_perf import load_probes
 from pysim.analysis.stack import read_all
 from pysim.config import ModelEntry, load_dataset_info, load_models
@@ -101,9 +102,9 @@ def collect(results_dir: str | os.PathLike, models_path: str | os.PathLike | Non
     res.clusters_ari = _table(cdir / "clusters_ari.csv")
     for path in sorted(cdir.glob("matrix_*.csv")):
         res.matrices[path.stem.removeprefix("matrix_")] = _table(path)
-    res.sim_vs_gap = _table(root / "performance" / "similarity_vs_gap.csv")
+    res.sim_vs_gap = _table(root / SIM_VS_PERF_TABLE)
     if res.sim_vs_gap is None:
-        res.missing["performance"] = "no performance/similarity_vs_gap.csv"
+        res.missing["performance"] = f"no {SIM_VS_PERF_TABLE}"
     res.pipeline_info = sorted((root / "pipeline_info").glob("*.html"))
     res.software_versions = read_versions(root / "pipeline_info" / "software_versions.yml")
     return res

@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from pysim.config import MetricSpec
 from pysim.errors import InputError
+from pysim.registry import METRICS, load
 from pysim.similarity.base import ModelInfo, row_blocks
-from pysim.similarity.cka import CKAMetric
-from pysim.similarity.knn import MutualKNNMetric
-from pysim.similarity.memory import parse_size, working_budget
+from pysim.similarity.memory import working_budget
 from pysim.similarity.prepare import invalid_reason, prepare_features
-from pysim.similarity.rsa import RSAPearsonMetric, rdm_invalid, spearman_ranks
+from pysim.similarity.rsa import rdm_invalid, spearman_ranks
 
 log = logging.getLogger("pysim.similarity")
 
@@ -239,11 +238,8 @@ class _Engine:
 
 
 def _stacked_metric(spec: MetricSpec, n: int):
-    if spec.method == "cka":
-        return CKAMetric(spec, n)
-    if spec.method == "rsa":
-        return RSAPearsonMetric(spec, n)
-    return MutualKNNMetric(spec, n)
+    """The registered metric class of the spec's method (pysim.registry.METRICS)."""
+    return load(METRICS, spec.method)(spec, n)
 
 
 def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
@@ -257,28 +253,37 @@ def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
 
 
 def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
-                         metrics: list[MetricSpec], device: str = "cpu",
-                         max_memory: int | str | None = None, normalize: str = "l2",
+                         metrics: list[MetricSpec], device: str | torch.device = "cpu",
+                         max_memory: int | None = None, normalize: str = "l2",
                          progress: bool = False,
                          plan: MemoryPlan | None = None) -> dict[str, np.ndarray]:
     """One float64 m x m matrix per metric id (rows in the order of `features`), diagonal 1.
 
-    A model with NaN/inf or constant features gets a NaN row and column and a logged warning.
-    `max_memory` bounds the engine's memory (bytes or '1GB'); `plan` overrides its block sizes.
+    Prepares every model's features (float32 on `device`, a resolved torch device, normalised
+    as asked) and runs `similarities_of_prepared` on them; see there for `max_memory`.
     """
-    from pysim.cli import resolve_device
+    xs = {mid: prepare_features(f, normalize, str(device)) for mid, f in features.items()}
+    return similarities_of_prepared(xs, metrics, max_memory, progress, plan)
 
-    if not features:
+
+def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSpec],
+                             max_memory: int | None = None, progress: bool = False,
+                             plan: MemoryPlan | None = None) -> dict[str, np.ndarray]:
+    """The matrices of features already prepared by `prepare_features` (all on one device).
+
+    A model with NaN/inf or constant features gets a NaN row and column and a logged warning.
+    `max_memory` (bytes) caps the whole process's resident memory on the CPU, GPU memory on
+    CUDA (see `working_budget`); `plan` overrides the engine's block sizes. `xs` is consumed.
+    """
+    if not xs:
         raise InputError("no models given")
-    device = resolve_device(device)
-    ids = list(features)
-    xs = {mid: prepare_features(f, normalize, device) for mid, f in features.items()}
+    ids = list(xs)
     sizes = {x.shape[0] for x in xs.values()}
     if len(sizes) != 1:
         raise InputError(f"models have different numbers of samples: {sorted(sizes)}")
     n = sizes.pop()
     check_sizes(n, metrics)
-    budget = working_budget(device, None if max_memory is None else parse_size(max_memory))
+    budget = working_budget(str(next(iter(xs.values())).device), max_memory)
     valid = []
     for mid in ids:
         reason = invalid_reason(xs[mid])
@@ -290,7 +295,7 @@ def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
     if not valid:
         return out
     engine = _Engine([xs[mid] for mid in valid], metrics, budget, progress, plan)
-    del xs
+    xs.clear()
     sub = engine.run()
     for (metric_id, a), reason in sorted(engine.reasons.items()):
         log.warning("model %s: %s: %s; its row and column are NaN", valid[a], metric_id, reason)

@@ -1,26 +1,18 @@
-"""The pysim-similarity stage: read one dataset's features files, check them, write matrices."""
+"""Features files of one dataset for the similarity stage: read, check they match, prepare."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from pysim.config import load_metrics
 from pysim.errors import InputError
-from pysim.io import (
-    Similarities,
-    read_attrs,
-    read_features,
-    read_subset,
-    split_digests,
-    write_similarities,
-)
-from pysim.similarity.engine import compute_similarities
-from pysim.similarity.memory import current_rss, parse_size, return_freed_memory
+from pysim.io import read_attrs, read_features, read_subset, split_digests
 from pysim.similarity.prepare import prepare_features
 
 log = logging.getLogger("pysim.similarity")
@@ -42,63 +34,58 @@ def _subset_indices(path: str | os.PathLike, n_total: int) -> np.ndarray:
     return indices
 
 
-def similarity_file(feature_paths: Sequence[str | os.PathLike], metrics_path: str | os.PathLike,
-                    out: str | os.PathLike, subset_path: str | os.PathLike | None = None,
-                    normalize: str = "l2", device: str = "cpu",
-                    max_memory: int | str | None = None, progress: bool = True) -> Similarities:
-    """Compute every metric for every model of one dataset and write the similarity file.
+@dataclass
+class DatasetFeatures:
+    """The prepared train features of every model of one dataset, checked to match."""
+
+    dataset: str
+    features: dict[str, torch.Tensor]  # model id -> prepared n x d tensor (file order)
+    n_total: int  # train samples in each file (before the subset)
+
+
+def _check_same(path, model_id: str, attrs: dict, digests: tuple, first: tuple) -> None:
+    """InputError unless a model's train split and dataset match the first model's."""
+    ref_id, ref_n, ref_targets, ref_keys, ref_dataset = first
+    n_total, targets_digest, keys_digest = digests
+    if n_total != ref_n or keys_digest != ref_keys:
+        raise InputError(f"{path}: model '{model_id}' has different sample keys than "
+                         f"model '{ref_id}'")
+    if targets_digest != ref_targets:
+        raise InputError(f"{path}: model '{model_id}' has different targets than "
+                         f"model '{ref_id}'")
+    if attrs.get("dataset") != ref_dataset:
+        raise InputError(f"{path}: model '{model_id}' is of dataset "
+                         f"'{attrs.get('dataset')}', not '{ref_dataset}'")
+
+
+def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
+                          subset_path: str | os.PathLike | None, normalize: str,
+                          device: str) -> DatasetFeatures:
+    """Read, check and prepare (once) the subset's train rows of every model of one dataset.
 
     All models must have identical train keys and targets (else InputError naming the first
-    model that differs); the subset (if any) selects the same rows of every model. On CPU,
-    `max_memory` bounds what this stage adds to the process's resident memory (features and
-    working buffers), beyond the Python/torch runtime it starts with.
+    model that differs); the subset (if any) selects the same rows of every model. Keys and
+    targets are compared through digests read block by block and only the subset's rows are
+    read, so memory does not grow with the train split beyond its keys and targets.
     """
-    from pysim.cli import resolve_device
-
-    return_freed_memory()
-    start_rss = current_rss()
-    metrics = load_metrics(metrics_path)
-    device = resolve_device(device)
     if not feature_paths:
         raise InputError("no --features files given")
-    features, first, dataset, indices = {}, None, None, None
+    features: dict[str, torch.Tensor] = {}
+    first, indices = None, None
     for path in feature_paths:
         attrs = read_attrs(path)
         model_id = str(attrs.get("model_id") or Path(path).stem)
         if model_id in features:
             raise InputError(f"{path}: model '{model_id}' is given twice")
-        # keys and targets are compared through digests read block by block, and only the
-        # subset's rows of the features are read: memory and bytes read do not grow with the
-        # train split (beyond its keys and targets)
-        n_total, targets_digest, keys_digest = split_digests(path, "train")
+        digests = split_digests(path, "train")
         if first is None:
-            first = (model_id, n_total, targets_digest, keys_digest)
-            dataset = attrs.get("dataset")
+            first = (model_id, *digests, attrs.get("dataset"))
             if subset_path is not None:
-                indices = _subset_indices(subset_path, n_total)
+                indices = _subset_indices(subset_path, digests[0])
         else:
-            ref_id, ref_n, ref_targets, ref_keys = first
-            if n_total != ref_n or keys_digest != ref_keys:
-                raise InputError(f"{path}: model '{model_id}' has different sample keys than "
-                                 f"model '{ref_id}'")
-            if targets_digest != ref_targets:
-                raise InputError(f"{path}: model '{model_id}' has different targets than "
-                                 f"model '{ref_id}'")
-            if attrs.get("dataset") != dataset:
-                raise InputError(f"{path}: model '{model_id}' is of dataset "
-                                 f"'{attrs.get('dataset')}', not '{dataset}'")
+            _check_same(path, model_id, attrs, digests, first)
         split = read_features(path, "train", rows=indices)
         features[model_id] = prepare_features(split.features, normalize, device)
         del split
         log.info("loaded %s (%d x %d)", model_id, *features[model_id].shape)
-    n_samples = next(iter(features.values())).shape[0]
-    if max_memory is not None and not device.startswith("cuda"):
-        max_memory = parse_size(max_memory) + start_rss  # the engine counts the whole process
-    matrices = compute_similarities(features, metrics, device=device, max_memory=max_memory,
-                                    normalize="none", progress=progress)
-    metric_attrs = {s.id: {**s.params(), "n_samples": n_samples} for s in metrics}
-    sims = Similarities(dataset=str(dataset), model_ids=list(features), matrices=matrices,
-                        metric_attrs=metric_attrs)
-    write_similarities(out, sims, {"normalize": normalize, "n_samples": n_samples,
-                                   "n_total": first[1] if first else 0})
-    return sims
+    return DatasetFeatures(dataset=str(first[4]), features=features, n_total=first[1])

@@ -31,6 +31,10 @@ from pysim.io import SplitFeatures
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
 DECODES = ("cpu", "gpu")  # --decode: PIL in the workers, or the tensor path (pysim.data.decode)
+# The defaults of pysim-extract, equal to the workflow's (nextflow.config params.batch_size and
+# params.num_workers): images per forward pass and DataLoader workers.
+BATCH_SIZE = 256
+NUM_WORKERS = 8
 # pysim-extract's exit status when CUDA ran out of memory (no file written): the workflow
 # retries the task with half the batch size (EX_TEMPFAIL of sysexits.h).
 EXIT_CUDA_OOM = 75
@@ -45,8 +49,8 @@ class ExtractOptions:
 
     device: str = "cpu"
     precision: str = "fp32"
-    batch_size: int = 64
-    num_workers: int = 2
+    batch_size: int = BATCH_SIZE
+    num_workers: int = NUM_WORKERS
     offline: bool | None = None
     strict: bool = False
     progress: bool = True

@@ -1,0 +1,1 @@
+"""Feature extraction: one model's features on one dataset's splits (pysim.features.extract)."""

@@ -1,0 +1,42 @@
+"""The extension points, one registry each: adding a model source, a loader or a metric is one
+entry here. Entries are "module:attribute" strings resolved on first use, so that importing
+this module (and pysim.config, whose validation lists derive from it) stays free of torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+# model-table `source` -> resolver (entry, weights file or None) -> pysim.models.Resolution
+MODEL_SOURCES: dict[str, str] = {
+    "timm": "pysim.models.resolve:resolve_timm",
+    "torchvision": "pysim.models.resolve:resolve_torchvision",
+    "custom": "pysim.models.resolve:resolve_custom",
+    "ssl": "pysim.models.resolve:resolve_ssl",
+    "open_clip": "pysim.models.resolve:resolve_open_clip",
+    "hub": "pysim.models.resolve:resolve_hub",
+}
+
+# Resolution.loader (the build code a resolver chose) -> builder (entry, resolution) -> Built
+MODEL_LOADERS: dict[str, str] = {
+    "timm": "pysim.models.loaders:build_timm",
+    "torchvision": "pysim.models.loaders:build_torchvision",
+    "open_clip": "pysim.models.loaders:build_open_clip",
+    "resnet50": "pysim.models.loaders:build_resnet50",
+    "hub": "pysim.models.loaders:build_hub",
+    "transformers": "pysim.models.loaders:build_align",
+}
+
+# metric-list `method` -> metric class (spec, n): the engine's per-model statistics and blocks
+METRICS: dict[str, str] = {
+    "cka": "pysim.similarity.cka:CKAMetric",
+    "rsa": "pysim.similarity.rsa:RSAPearsonMetric",
+    "mutual_knn": "pysim.similarity.knn:MutualKNNMetric",
+}
+
+
+def load(registry: dict[str, str], name: str) -> Any:
+    """The object registered under `name` (imported now); KeyError for an unknown name."""
+    module, _, attr = registry[name].partition(":")
+    return getattr(import_module(module), attr)

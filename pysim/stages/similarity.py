@@ -1,0 +1,40 @@
+"""The pysim-similarity stage: every metric for every model pair of one dataset -> one file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from pysim.config import load_metrics
+from pysim.io import Similarities, write_similarities
+from pysim.similarity.engine import similarities_of_prepared
+from pysim.similarity.files import read_dataset_features
+from pysim.similarity.memory import current_rss, return_freed_memory
+
+
+def run_similarity(feature_paths: Sequence[str | os.PathLike], metrics_path: str | os.PathLike,
+                   out: str | os.PathLike, subset_path: str | os.PathLike | None = None,
+                   normalize: str = "l2", device: str = "cpu", max_memory: int | None = None,
+                   progress: bool = True) -> Similarities:
+    """Compute the m x m matrix of every metric and write the similarity file atomically.
+
+    `device` is a resolved torch device string. `max_memory` (bytes) bounds GPU memory on
+    CUDA; on the CPU it bounds what this stage adds to the resident memory it starts with
+    (features and working buffers, beyond the Python/torch runtime): the start-up RSS is
+    accounted here, once, turning it into the whole-process cap the engine works with.
+    """
+    return_freed_memory()
+    cap = max_memory
+    if max_memory is not None and not device.startswith("cuda"):
+        cap = current_rss() + max_memory
+    metrics = load_metrics(metrics_path)
+    data = read_dataset_features(feature_paths, subset_path, normalize, device)
+    model_ids = list(data.features)
+    n_samples = next(iter(data.features.values())).shape[0]
+    matrices = similarities_of_prepared(data.features, metrics, cap, progress)
+    metric_attrs = {s.id: {**s.params(), "n_samples": n_samples} for s in metrics}
+    sims = Similarities(dataset=data.dataset, model_ids=model_ids, matrices=matrices,
+                        metric_attrs=metric_attrs)
+    write_similarities(out, sims, {"normalize": normalize, "n_samples": n_samples,
+                                   "n_total": data.n_total})
+    return sims

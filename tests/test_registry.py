@@ -1,0 +1,51 @@
+"""One registry per extension point (pysim.registry): the validation lists are derived from it
+and every entry resolves to real code with the expected interface."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+from pysim import config, registry
+from pysim.config import MetricSpec, ModelEntry
+from pysim.errors import InputError
+
+
+def test_validation_lists_are_the_registered_names():
+    assert config.METRIC_METHODS == tuple(registry.METRICS) == ("cka", "rsa", "mutual_knn")
+    assert config.MODEL_SOURCES == tuple(registry.MODEL_SOURCES)
+    assert set(config.MODEL_SOURCES) == {"timm", "torchvision", "custom", "ssl", "open_clip",
+                                         "hub"}
+
+
+def test_config_stays_light():
+    code = "import sys, pysim.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_every_entry_resolves_to_code_with_the_registry_interface():
+    for name in registry.MODEL_SOURCES:
+        params = list(inspect.signature(registry.load(registry.MODEL_SOURCES, name)).parameters)
+        assert params == ["entry", "wfile"], name
+    for name in registry.MODEL_LOADERS:
+        params = list(inspect.signature(registry.load(registry.MODEL_LOADERS, name)).parameters)
+        assert params == ["entry", "res"], name
+    for method in registry.METRICS:
+        metric = registry.load(registry.METRICS, method)(MetricSpec(method), 10)
+        assert callable(metric.observe) and callable(metric.block), method
+
+
+def test_resolvers_produce_registered_loaders():
+    from pysim.models import resolve
+
+    entries = [ModelEntry("r18", "resnet18", "torchvision", "avgpool", pretrained=False),
+               ModelEntry("hub", "m", "hub", "x", {"repo": "o/n:main"}, pretrained=False)]
+    for entry in entries:
+        assert resolve(entry).loader in registry.MODEL_LOADERS
+    with pytest.raises(InputError, match="no loader for source 'nowhere'"):
+        resolve(ModelEntry("x", "y", "nowhere", "z"))
