@@ -21,3 +21,27 @@ process MAKE_SUBSET {
     echo '{}' > ${key}.json
     """
 }
+
+// FULL_SUBSET: a subset file holding every train sample of one dataset (no --max_samples cap),
+// for the ImageNet subset-size sensitivity, whose similarities use all N images per class.
+process FULL_SUBSET {
+    tag "${key}"
+    label 'process_single'
+
+    input:
+    tuple val(key), path(features, stageAs: 'features/*')
+
+    output:
+    tuple val(key), path("${key}.json"), emit: subset
+
+    script:
+    """
+    pysim-subset --features ${features} --out ${key}.json --max-samples 2147483647 \\
+        --seed ${params.seed}
+    """
+
+    stub:
+    """
+    echo '{}' > ${key}.json
+    """
+}
