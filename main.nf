@@ -68,7 +68,7 @@ def helpText() {
       --bootstrap N            bootstrap resamples                                  [${params.bootstrap}]
       --consistency_transform T similarities transformed before consistency: none, tan, arccos [${params.consistency_transform}]
       --consistency_anchors A,B anchor models of the anchor analysis                [every model]
-      --publish_mode MODE      how feature files are published: link (hard link), copy, symlink, ... [${params.publish_mode}]
+      --publish_dir_mode MODE  how outputs are published: link (hard link), copy, symlink, ... [${params.publish_dir_mode}]
       --publish_features BOOL  also publish the feature files                       [${params.publish_features}]
     Weights (offline compute nodes):
       --weights_dir DIR        folder filled by bin/pysim-fetch-weights; every task sees it as
@@ -177,15 +177,15 @@ def fileStore(path) {
     }
 }
 
-/** Hard links (--publish_mode link, the default for features) cannot cross file systems. */
+/** Hard links (--publish_dir_mode link, the default) cannot cross file systems. */
 def checkPublishMode() {
-    if (params.publish_mode != 'link' || !params.publish_features) {
+    if (params.publish_dir_mode != 'link') {
         return
     }
     def out = fileStore(file(params.outdir.toString()))
     def work = fileStore(workflow.workDir)
     if (out != null && work != null && out != work) {
-        fail("--publish_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_mode copy (or put them on one file system)")
+        fail("--publish_dir_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_dir_mode copy (or put them on one file system)")
     }
 }
 

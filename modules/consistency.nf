@@ -2,7 +2,6 @@
 process CONSISTENCY {
     label 'process_medium'
     cache 'deep'
-    publishDir "${params.outdir}", mode: 'copy', overwrite: true
 
     input:
     path similarities, stageAs: 'similarities/*'
@@ -10,7 +9,7 @@ process CONSISTENCY {
     path dataset_info
 
     output:
-    path 'consistency', emit: tables
+    path 'consistency/*', emit: tables  // files, so that each is published on its own
 
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
@@ -21,7 +20,7 @@ process CONSISTENCY {
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
         --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
-        --transform ${params.consistency_transform} ${anchors}
+        --transform ${params.consistency_transform} ${anchors} ${task.ext.args ?: ''}
     """
 
     stub:

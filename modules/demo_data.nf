@@ -7,7 +7,7 @@ process DEMO_DATA {
 
     script:
     """
-    pysim-demo-data --out-dir demo-data
+    pysim-demo-data --out-dir demo-data ${task.ext.args ?: ''}
     """
 
     stub:

@@ -4,8 +4,6 @@
 process DERIVE_FEATURES {
     tag "${model_id} ${key}"
     label 'process_single'
-    publishDir "${params.outdir}/features/${key}", mode: params.publish_mode, overwrite: true,
-        enabled: params.publish_features
 
     input:
     tuple val(dataset_id), val(key), val(model_id), path(imagenet, stageAs: 'imagenet/*')
@@ -16,7 +14,7 @@ process DERIVE_FEATURES {
     script:
     """
     pysim-derive --features ${imagenet} --dataset '${dataset_id}' --out '${model_id}.h5' \\
-        --seed ${params.seed}
+        --seed ${params.seed} ${task.ext.args ?: ''}
     """
 
     stub:

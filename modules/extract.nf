@@ -7,8 +7,6 @@
 process EXTRACT_FEATURES {
     tag "${model_id} ${key}"
     label 'process_gpu'
-    publishDir "${params.outdir}/features/${key}", mode: params.publish_mode, overwrite: true,
-        enabled: params.publish_features
 
     input:
     tuple val(model_id), val(model_json), val(dataset_id), val(key), path(dataset_dir), val(ready)
@@ -30,7 +28,7 @@ PYSIM_MODEL_ENTRY
         --dataset-root . --dataset '${dataset_id}' --out '${model_id}.h5' \\
         --device ${params.device} --precision ${params.precision} \\
         --batch-size ${batch} --num-workers ${params.num_workers} \\
-        --feature-dtype ${params.feature_dtype}${decode}
+        --feature-dtype ${params.feature_dtype}${decode} ${task.ext.args ?: ''}
     """
 
     stub:

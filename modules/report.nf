@@ -4,12 +4,11 @@
 process REPORT {
     label 'process_single'
     cache 'deep'
-    publishDir "${params.outdir}", mode: 'copy', overwrite: true
 
     input:
     path similarities, stageAs: 'results/similarities/*'
     path subsets, stageAs: 'results/subsets/*'
-    path consistency, stageAs: 'results/consistency'
+    path consistency, stageAs: 'results/consistency/*'
     path performance, stageAs: 'results/performance/*'
     val probe_targets
     path probes, stageAs: 'probes_in/?/*'
@@ -27,7 +26,7 @@ process REPORT {
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     """
     ${links}
-    pysim-report --results-dir results --out-dir report --models ${models} ${info}
+    pysim-report --results-dir results --out-dir report --models ${models} ${info} ${task.ext.args ?: ''}
     """
 
     stub:

@@ -5,7 +5,6 @@
 process COMPUTE_SIMILARITY {
     tag "${key}"
     label 'process_gpu'
-    publishDir "${params.outdir}/similarities", mode: 'copy', overwrite: true
 
     input:
     tuple val(key), path(features, stageAs: 'features/*'), path(subset)
@@ -25,7 +24,7 @@ process COMPUTE_SIMILARITY {
 ${metrics_json}
 PYSIM_METRICS
     pysim-similarity ${feature_args} --metrics metrics.json --subset ${subset} \\
-        --out ${key}.h5 --normalize ${params.normalize} --device ${params.device} ${max_memory}
+        --out ${key}.h5 --normalize ${params.normalize} --device ${params.device} ${max_memory} ${task.ext.args ?: ''}
     """
 
     stub:

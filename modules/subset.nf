@@ -2,7 +2,6 @@
 process MAKE_SUBSET {
     tag "${key}"
     label 'process_single'
-    publishDir "${params.outdir}/subsets", mode: 'copy', overwrite: true
 
     input:
     tuple val(key), path(features, stageAs: 'features/*')
@@ -13,7 +12,7 @@ process MAKE_SUBSET {
     script:
     """
     pysim-subset --features ${features} --out ${key}.json \\
-        --max-samples ${params.max_samples} --seed ${params.seed} --mode ${params.subset_mode}
+        --max-samples ${params.max_samples} --seed ${params.seed} --mode ${params.subset_mode} ${task.ext.args ?: ''}
     """
 
     stub:
@@ -37,7 +36,7 @@ process FULL_SUBSET {
     script:
     """
     pysim-subset --features ${features} --out ${key}.json --max-samples 2147483647 \\
-        --seed ${params.seed}
+        --seed ${params.seed} ${task.ext.args ?: ''}
     """
 
     stub:

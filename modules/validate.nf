@@ -3,7 +3,6 @@
 // --weights_dir caches): a missing weights file stops the run here, before any GPU job.
 process VALIDATE {
     label 'process_single'
-    publishDir "${params.outdir}/pipeline_info", mode: 'copy', overwrite: true
 
     input:
     val models_json
@@ -22,7 +21,7 @@ process VALIDATE {
 ${models_json}
 PYSIM_MODELS
     pysim-validate --models models.json --datasets ${datasets} --metrics ${metrics} \\
-        --dataset-root dataset_root ${info} --check-weights > validate.txt
+        --dataset-root dataset_root ${info} --check-weights ${task.ext.args ?: ''} > validate.txt
     cat validate.txt
     """
 
