@@ -301,6 +301,37 @@ def extractionDatasets(List datasets) {
     return extracted
 }
 
+/** sha256 of a local image file, computed once per run (images are GBs). */
+IMAGE_DIGESTS = [:]
+def imageDigest(String path) {
+    synchronized (IMAGE_DIGESTS) {
+        if (!IMAGE_DIGESTS.containsKey(path)) {
+            def sha = java.security.MessageDigest.getInstance('SHA-256')
+            new File(path).withInputStream { stream ->
+                byte[] buffer = new byte[1 << 20]
+                for (int n = stream.read(buffer); n > 0; n = stream.read(buffer)) {
+                    sha.update(buffer, 0, n)
+                }
+            }
+            IMAGE_DIGESTS[path] = sha.digest().encodeHex().toString()
+        }
+        return IMAGE_DIGESTS[path]
+    }
+}
+
+/** A versions.yml block whose local .sif image gets its digest (`image.sif@sha256:...`). */
+def withImageDigest(String block) {
+    return block.replaceAll(/(?m)^(\s+container: )"([^"@]+\.sif)"$/) { all, head, path ->
+        new File(path).isFile() ? "${head}\"${path}@sha256:${imageDigest(path)}\"" : all
+    }
+}
+
+/** The versions.yml blocks as one file (one block per process, sorted by process name). */
+def collectVersions(versions, Map options) {
+    return versions.map { withImageDigest(it.text) }.unique()
+        .collectFile([name: 'software_versions.yml', sort: true] + options)
+}
+
 if (params.help) {
     log.info(helpText())
     exit 0
@@ -373,6 +404,15 @@ workflow {
     SUBSET_SIZE(SUBSET_SIZE_SIMILARITY.out.similarities.map { key, f -> f }.collect(),
                 CONSISTENCY.out.tables.map { true })
 
+    // versions.yml of every process (REPORT's joins the stored file only, see below)
+    versions = VALIDATE.out.versions.mix(
+        EXTRACT_FEATURES.out.versions, DERIVE_FEATURES.out.versions, FULL_SUBSET.out.versions,
+        SUBSET_SIZE_SIMILARITY.out.versions, MAKE_SUBSET.out.versions,
+        COMPUTE_SIMILARITY.out.versions, CONSISTENCY.out.versions, SUBSET_SIZE.out.versions)
+    if (params.demo_data) {
+        versions = versions.mix(DEMO_DATA.out.versions)
+    }
+
     if (params.skip_probes) {
         probes = Channel.value([])
         performance = Channel.value([])
@@ -382,6 +422,7 @@ workflow {
             .toSortedList { a, b -> (a[0] <=> b[0]) ?: (modelIds.indexOf(a[1]) <=> modelIds.indexOf(b[1])) }
         SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } })
         performance = SIM_VS_PERF.out.table
+        versions = versions.mix(LINEAR_PROBE.out.versions, SIM_VS_PERF.out.versions)
     }
 
     subsets = MAKE_SUBSET.out.subset.toSortedList { a, b -> a[0] <=> b[0] }.map { l -> l.collect { it[1] } }
@@ -389,6 +430,8 @@ workflow {
         sims, subsets, CONSISTENCY.out.tables, performance,
         probes.map { list -> list.collect { [it[0], it[1]] } },
         probes.map { list -> list.collect { it[2] } },
-        modelsFile, infoFile,
+        modelsFile, infoFile, collectVersions(versions, [:]).first(),
     )
+    // pipeline_info/software_versions.yml (DESIGN §5): every process's block, REPORT's too
+    collectVersions(versions.mix(REPORT.out.versions), [storeDir: "${params.outdir}/pipeline_info"])
 }

@@ -10,6 +10,7 @@ process CONSISTENCY {
 
     output:
     path 'consistency/*', emit: tables  // files, so that each is published on its own
+    path 'versions.yml', emit: versions
 
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
@@ -21,6 +22,7 @@ process CONSISTENCY {
     pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
         --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
         --transform ${params.consistency_transform} ${anchors} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
@@ -28,5 +30,6 @@ process CONSISTENCY {
     mkdir -p consistency
     touch consistency/consistency.csv consistency/clusters.csv consistency/metric_agreement.csv \\
         consistency/anchors.csv consistency/anchor_tests.csv
+    pysim-versions "${task.process}" > versions.yml
     """
 }

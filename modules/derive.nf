@@ -10,15 +10,18 @@ process DERIVE_FEATURES {
 
     output:
     tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    path 'versions.yml', emit: versions
 
     script:
     """
     pysim-derive --features ${imagenet} --dataset '${dataset_id}' --out '${model_id}.h5' \\
         --seed ${params.seed} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch '${model_id}.h5'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

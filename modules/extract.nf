@@ -13,6 +13,7 @@ process EXTRACT_FEATURES {
 
     output:
     tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    path 'versions.yml', emit: versions
 
     script:
     def batch = Math.max(1, (params.batch_size as int).intdiv(1 << (task.attempt - 1)))
@@ -29,10 +30,12 @@ PYSIM_MODEL_ENTRY
         --device ${params.device} --precision ${params.precision} \\
         --batch-size ${batch} --num-workers ${params.num_workers} \\
         --feature-dtype ${params.feature_dtype}${decode} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch '${model_id}.h5'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -14,6 +14,7 @@ process LINEAR_PROBE {
 
     output:
     tuple val(key), val(model_id), path("${model_id}.json"), emit: probe
+    path 'versions.yml', emit: versions
 
     script:
     """
@@ -25,10 +26,12 @@ process LINEAR_PROBE {
         --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion} \\
         --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'}${params.probe_test_from_train ? ' --test-from-train' : ''} \\
         ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo '{}' > '${model_id}.json'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -1,6 +1,7 @@
 // REPORT: the self-contained HTML report, built from a results folder laid out as DESIGN §5.
 // The folder is assembled in the task directory from the staged inputs; `probe_targets`
-// lists the [dataset_key, model_id] of each staged probe file, in the same order.
+// lists the [dataset_key, model_id] of each staged probe file, in the same order;
+// `software_versions` is pipeline_info/software_versions.yml (every process but REPORT).
 process REPORT {
     label 'process_single'
     cache 'deep'
@@ -14,9 +15,11 @@ process REPORT {
     path probes, stageAs: 'probes_in/?/*'
     path models
     path dataset_info
+    path software_versions, stageAs: 'results/pipeline_info/software_versions.yml'
 
     output:
     path 'report', emit: report
+    path 'versions.yml', emit: versions
 
     script:
     def links = [probe_targets, probes instanceof List ? probes : [probes]].transpose()
@@ -27,11 +30,13 @@ process REPORT {
     """
     ${links}
     pysim-report --results-dir results --out-dir report --models ${models} ${info} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     mkdir -p report/figures
     echo '<html></html>' > report/index.html
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -12,6 +12,7 @@ process COMPUTE_SIMILARITY {
 
     output:
     tuple val(key), path("${key}.h5"), emit: similarities
+    path 'versions.yml', emit: versions
 
     script:
     def feature_args = features.collect { "--features ${it}" }.join(' ')
@@ -25,10 +26,12 @@ ${metrics_json}
 PYSIM_METRICS
     pysim-similarity ${feature_args} --metrics metrics.json --subset ${subset} \\
         --out ${key}.h5 --normalize ${params.normalize} --device ${params.device} ${max_memory} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch ${key}.h5
+    pysim-versions "${task.process}" > versions.yml
     """
 }

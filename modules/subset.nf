@@ -8,16 +8,19 @@ process MAKE_SUBSET {
 
     output:
     tuple val(key), path("${key}.json"), emit: subset
+    path 'versions.yml', emit: versions
 
     script:
     """
     pysim-subset --features ${features} --out ${key}.json \\
         --max-samples ${params.max_samples} --seed ${params.seed} --mode ${params.subset_mode} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo '{}' > ${key}.json
+    pysim-versions "${task.process}" > versions.yml
     """
 }
 
@@ -32,15 +35,18 @@ process FULL_SUBSET {
 
     output:
     tuple val(key), path("${key}.json"), emit: subset
+    path 'versions.yml', emit: versions
 
     script:
     """
     pysim-subset --features ${features} --out ${key}.json --max-samples 2147483647 \\
         --seed ${params.seed} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo '{}' > ${key}.json
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -9,16 +9,19 @@ process SUBSET_SIZE {
 
     output:
     path 'subset_size.csv', emit: table
+    path 'versions.yml', emit: versions
 
     script:
     def files = similarities instanceof List ? similarities : [similarities]
     def args = files.collect { "--similarities ${it}" }.join(' ')
     """
     pysim-subset-size ${args} --reference 10 --out subset_size.csv ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo 'metric,samples_per_class,pearson_r' > subset_size.csv
+    pysim-versions "${task.process}" > versions.yml
     """
 }

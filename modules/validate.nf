@@ -13,6 +13,7 @@ process VALIDATE {
 
     output:
     path 'validate.txt', emit: report
+    path 'versions.yml', emit: versions
 
     script:
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
@@ -23,10 +24,12 @@ PYSIM_MODELS
     pysim-validate --models models.json --datasets ${datasets} --metrics ${metrics} \\
         --dataset-root dataset_root ${info} --check-weights ${task.ext.args ?: ''} > validate.txt
     cat validate.txt
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo "inputs OK (stub)" > validate.txt
+    pysim-versions "${task.process}" > versions.yml
     """
 }
