@@ -135,7 +135,6 @@ def test_ext_args_reach_the_entry_point(tmp_path):
     # A real run (the stub's .command.sh holds the stub): MAKE_SUBSET's ext.args from a -c
     # file end its command, and the subset is the one drawn with seed 7.
     inputs = write_inputs(tmp_path / "inputs", TEST_MODELS[:2])
-    inputs["datasets"].write_text("wds/demo_digits\n")
     (tmp_path / "args.config").write_text(
         "process { withName: 'MAKE_SUBSET' { ext.args = '--seed 7' } }\n")
     proc = run_nf([*demo_run_args(inputs), "--skip_probes", "-c", "args.config"], cwd=tmp_path)
