@@ -13,14 +13,14 @@ import groovy.json.JsonSlurper
 
 include { DEMO_DATA          } from './modules/demo_data'
 include { VALIDATE           } from './modules/validate'
-include { EXTRACT_FEATURES   } from './modules/extract_features'
-include { DERIVE_FEATURES    } from './modules/derive_features'
-include { MAKE_SUBSET        } from './modules/make_subset'
-include { COMPUTE_SIMILARITY } from './modules/compute_similarity'
-include { FULL_SUBSET        } from './modules/full_subset'
-include { COMPUTE_SIMILARITY as SUBSET_SIZE_SIMILARITY } from './modules/compute_similarity'
+include { EXTRACT_FEATURES   } from './modules/extract'
+include { DERIVE_FEATURES    } from './modules/derive'
+include { MAKE_SUBSET        } from './modules/subset'
+include { FULL_SUBSET        } from './modules/subset'
+include { COMPUTE_SIMILARITY } from './modules/similarity'
+include { COMPUTE_SIMILARITY as SUBSET_SIZE_SIMILARITY } from './modules/similarity'
 include { SUBSET_SIZE        } from './modules/subset_size'
-include { LINEAR_PROBE       } from './modules/linear_probe'
+include { LINEAR_PROBE       } from './modules/probe'
 include { CONSISTENCY        } from './modules/consistency'
 include { SIM_VS_PERF        } from './modules/sim_vs_perf'
 include { REPORT             } from './modules/report'
@@ -71,15 +71,15 @@ def fileStore(path) {
     }
 }
 
-/** Hard links (--publish_mode link, the default for features) cannot cross file systems. */
+/** Hard links (--publish_dir_mode link, the default) cannot cross file systems. */
 def checkPublishMode() {
-    if (params.publish_mode != 'link' || !params.publish_features) {
+    if (params.publish_dir_mode != 'link') {
         return
     }
     def out = fileStore(file(params.outdir.toString()))
     def work = fileStore(workflow.workDir)
     if (out != null && work != null && out != work) {
-        fail("--publish_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_mode copy (or put them on one file system)")
+        fail("--publish_dir_mode link: --outdir ${params.outdir} and the work folder ${workflow.workDir} are on different file systems, where hard links cannot go; add --publish_dir_mode copy (or put them on one file system)")
     }
 }
 
@@ -95,8 +95,10 @@ def checkContainer() {
         : '; build it with `make containers CONTAINERS=cpu`, or name one with --container or --container_dir'))
 }
 
-/** The model table as an ordered map id -> entry, restricted to --model_ids. */
-def loadModels(modelsFile) {
+/** Launch-time pre-check of the model table: valid JSON, and every --model_ids id in it.
+ *  Returns the selected ids in table order (the shape of the channels); the entries
+ *  themselves come from VALIDATE's models.json (pysim/validate.py). */
+def loadModelIds(modelsFile) {
     def table
     try {
         table = new JsonSlurper().parse(modelsFile.toFile())
@@ -119,71 +121,48 @@ def loadModels(modelsFile) {
     if (bad) {
         fail("--models: model id '${bad}' cannot be used as a file name")
     }
-    return ids.collectEntries { [(it): table[it]] }
+    return ids
 }
 
-/** A model entry whose relative weights path is made absolute (against the table's folder). */
-def withAbsoluteWeights(Map entry, modelsFile) {
-    def copy = new LinkedHashMap(entry)
-    if (copy.weights instanceof String && !copy.weights.startsWith('/')) {
-        copy.weights = modelsFile.parent.resolve(copy.weights).normalize().toString()
+/** One model's own table entry as JSON text: EXTRACT's hash changes only with that entry. */
+def modelEntryJson(String id, Object entry) {
+    return JsonOutput.prettyPrint(JsonOutput.toJson([(id): entry]))
+}
+
+/** A list as the single item of a channel element (so that `combine` does not spread it). */
+def boxed(channel) {
+    return channel.toList().map { [it] }
+}
+
+/** sha256 of a local image file, computed once per run (images are GBs). */
+IMAGE_DIGESTS = [:]
+def imageDigest(String path) {
+    synchronized (IMAGE_DIGESTS) {
+        if (!IMAGE_DIGESTS.containsKey(path)) {
+            def sha = java.security.MessageDigest.getInstance('SHA-256')
+            new File(path).withInputStream { stream ->
+                byte[] buffer = new byte[1 << 20]
+                for (int n = stream.read(buffer); n > 0; n = stream.read(buffer)) {
+                    sha.update(buffer, 0, n)
+                }
+            }
+            IMAGE_DIGESTS[path] = sha.digest().encodeHex().toString()
+        }
+        return IMAGE_DIGESTS[path]
     }
-    return copy
 }
 
-/** A model table (id -> entry) as JSON text, weights paths absolute. */
-def modelTableJson(Map models, modelsFile) {
-    def table = models.collectEntries { id, entry -> [(id): withAbsoluteWeights(entry, modelsFile)] }
-    return JsonOutput.prettyPrint(JsonOutput.toJson(table))
-}
-
-// Derived datasets (DESIGN §3), the rule of pysim/config.py (derived_kind): bare ids whose
-// features are sliced from ImageNet's, with no folder of their own under --dataset_root.
-IMAGENET_ID = 'wds/imagenet1k'
-BREEDS_TASKS = ['entity13', 'entity30', 'living17', 'nonliving26']
-
-/** Whether a dataset id is derived from ImageNet (a BREEDS task or imagenet-subset-<N>k). */
-def isDerived(String id) {
-    return id in BREEDS_TASKS || id ==~ /imagenet-subset-[1-9][0-9]*k/
-}
-
-/** A dataset id with its output key and folder name (pysim/config.py dataset_key, dataset_dir). */
-def datasetRecord(String id) {
-    def parts = id.tokenize('/')
-    def folder = parts.size() == 1 ? parts[0] : "${parts[0]}_${parts[1..-1].join('-')}"
-    return [id: id, key: id.replace('/', '_'), folder: folder, derived: isDerived(id)]
-}
-
-/** Dataset ids of the list with their output key and folder name (DESIGN §3). */
-def loadDatasets(datasetsFile) {
-    def ids = datasetsFile.readLines().collect { it.split('#', 2)[0].trim() }.findAll { it }
-    if (!ids) {
-        fail("--datasets: ${datasetsFile}: no dataset ids")
+/** A versions.yml block whose local .sif image gets its digest (`image.sif@sha256:...`). */
+def withImageDigest(String block) {
+    return block.replaceAll(/(?m)^(\s+container: )"([^"@]+\.sif)"$/) { all, head, path ->
+        new File(path).isFile() ? "${head}\"${path}@sha256:${imageDigest(path)}\"" : all
     }
-    return ids.collect { datasetRecord(it) }
 }
 
-/** imagenet-subset-<N>k records of the subset-size sensitivity (--subset_sizes plus the
- *  reference 10), when ImageNet is in the list (as wds/imagenet1k or an imagenet-subset). */
-def subsetSizeDatasets(List datasets) {
-    def imagenet = datasets.any { it.id == IMAGENET_ID || it.id ==~ /imagenet-subset-[1-9][0-9]*k/ }
-    if (!params.subset_sizes || !imagenet) {
-        return []
-    }
-    def sizes = params.subset_sizes.toString().tokenize(',')*.trim()*.toInteger() + [10]
-    return sizes.unique().sort().collect { datasetRecord("imagenet-subset-${it}k") }
-}
-
-/** The datasets to extract: the list's own, and ImageNet once when a derived id needs it. */
-def extractionDatasets(List datasets) {
-    def extracted = datasets.findAll { !it.derived }
-    def derived = datasets.findAll { it.derived }
-    if (derived && !extracted.any { it.id == IMAGENET_ID }) {
-        log.info("${IMAGENET_ID}: extracted for the derived datasets ${derived*.id.join(', ')}; " +
-                 "not in --datasets, so not analysed as a dataset of its own")
-        extracted << datasetRecord(IMAGENET_ID)
-    }
-    return extracted
+/** The versions.yml blocks as one file (one block per process, sorted by process name). */
+def collectVersions(versions, Map options) {
+    return versions.map { withImageDigest(it.text) }.unique()
+        .collectFile([name: 'software_versions.yml', sort: true] + options)
 }
 
 if (params.help) {
@@ -195,42 +174,52 @@ checkParams()
 workflow {
     def modelsFile = file(params.models)
     def metricsFile = file(params.metrics)
-    def models = loadModels(modelsFile)
-    def modelIds = models.keySet() as List
-    def datasets = loadDatasets(file(params.datasets))
+    def modelIds = loadModelIds(modelsFile)
     def infoFile = params.dataset_info ? file(params.dataset_info) : []
 
     root = params.demo_data ? DEMO_DATA().root : Channel.value(file(params.dataset_root))
 
-    // The selected models only (--model_ids): their weights are checked before any extraction.
-    VALIDATE(modelTableJson(models, modelsFile), file(params.datasets), metricsFile, root, infoFile)
+    // VALIDATE first: the selected models' weights are checked before any extraction, and
+    // its tables (models.json, datasets.json) are what the channels below are built from.
+    VALIDATE(modelsFile, file(params.datasets), metricsFile, root, infoFile,
+             params.model_ids ? params.model_ids.toString() : '',
+             params.subset_sizes ? params.subset_sizes.toString() : '')
     // A constant gate: EXTRACT waits for VALIDATE without hashing its (table-dependent) output.
     ready = VALIDATE.out.report.map { true }
 
-    model_ch = Channel.fromList(modelIds.collect { [it, modelTableJson([(it): models[it]], modelsFile)] })
-    dataset_ch = root.combine(Channel.fromList(extractionDatasets(datasets)))
-        .map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
+    model_ch = VALIDATE.out.models.splitJson().map { [it.key, modelEntryJson(it.key, it.value)] }
+    datasets = VALIDATE.out.datasets.splitJson()
+    // extracted from images: the list's own datasets (and ImageNet once for derived ones)
+    extracted = datasets.filter { it.role != 'subset_size' && !it.derived_from }.unique { it.id }
+    extracted.filter { it.role == 'extracted' }.subscribe {
+        log.info("${it.id}: extracted for the derived datasets of --datasets; not in --datasets, " +
+                 "so not analysed as a dataset of its own")
+    }
+    dataset_ch = root.combine(extracted).map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
     EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))
 
     // Derived datasets (the list's and the subset-size ones, each once): one cheap slicing task
-    // per (model, derived id) once that model's ImageNet features exist; the list's join the
-    // extracted ones downstream. ImageNet itself goes downstream only when it is in the list.
-    def imagenetKey = datasetRecord(IMAGENET_ID).key
-    def analysedKeys = datasets*.key
-    def sizeDatasets = subsetSizeDatasets(datasets)
-    def sizeKeys = sizeDatasets*.key
-    def toDerive = (datasets.findAll { it.derived } + sizeDatasets).unique { it.id }
-    DERIVE_FEATURES(EXTRACT_FEATURES.out.features
-        .filter { key, id, f -> key == imagenetKey }
-        .combine(Channel.fromList(toDerive.collect { [it.id, it.key] }))
+    // per (model, derived id) once that model's source (ImageNet) features exist; the list's
+    // join the extracted ones downstream. ImageNet itself goes downstream only when listed.
+    analysed_keys = boxed(datasets.filter { it.role == 'analysed' }.map { it.key })
+    size_keys = boxed(datasets.filter { it.role == 'subset_size' }.map { it.key })
+    source_keys = extracted.map { [it.id, it.key] }
+    to_derive = datasets.filter { it.derived_from }.unique { it.id }
+        .map { [it.derived_from, it.id, it.key] }
+        .combine(source_keys, by: 0)
+        .map { source, id, key, sourceKey -> [sourceKey, id, key] }
+    DERIVE_FEATURES(EXTRACT_FEATURES.out.features.combine(to_derive, by: 0)
         .map { key, id, f, derivedId, derivedKey -> [derivedId, derivedKey, id, f] })
-    features = EXTRACT_FEATURES.out.features
-        .filter { key, id, f -> key in analysedKeys }
-        .mix(DERIVE_FEATURES.out.features.filter { key, id, f -> key in analysedKeys })
+    features = EXTRACT_FEATURES.out.features.mix(DERIVE_FEATURES.out.features)
+        .combine(analysed_keys)
+        .filter { key, id, f, keys -> key in keys }
+        .map { key, id, f, keys -> [key, id, f] }
 
     // ImageNet subset-size sensitivity: every image of each imagenet-subset-<N>k (no
     // --max_samples cap), similarities kept apart from the analysed datasets' (subset_size/).
-    size_features = DERIVE_FEATURES.out.features.filter { key, id, f -> key in sizeKeys }
+    size_features = DERIVE_FEATURES.out.features.combine(size_keys)
+        .filter { key, id, f, keys -> key in keys }
+        .map { key, id, f, keys -> [key, id, f] }
     FULL_SUBSET(size_features.filter { key, id, f -> id == modelIds[0] }.map { key, id, f -> [key, f] })
     SUBSET_SIZE_SIMILARITY(size_features
         .map { key, id, f -> [key, [modelIds.indexOf(id), f]] }
@@ -258,6 +247,15 @@ workflow {
     SUBSET_SIZE(SUBSET_SIZE_SIMILARITY.out.similarities.map { key, f -> f }.collect(),
                 CONSISTENCY.out.tables.map { true })
 
+    // versions.yml of every process (REPORT's joins the stored file only, see below)
+    versions = VALIDATE.out.versions.mix(
+        EXTRACT_FEATURES.out.versions, DERIVE_FEATURES.out.versions, FULL_SUBSET.out.versions,
+        SUBSET_SIZE_SIMILARITY.out.versions, MAKE_SUBSET.out.versions,
+        COMPUTE_SIMILARITY.out.versions, CONSISTENCY.out.versions, SUBSET_SIZE.out.versions)
+    if (params.demo_data) {
+        versions = versions.mix(DEMO_DATA.out.versions)
+    }
+
     if (params.skip_probes) {
         probes = Channel.value([])
         performance = Channel.value([])
@@ -267,6 +265,7 @@ workflow {
             .toSortedList { a, b -> (a[0] <=> b[0]) ?: (modelIds.indexOf(a[1]) <=> modelIds.indexOf(b[1])) }
         SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } })
         performance = SIM_VS_PERF.out.table
+        versions = versions.mix(LINEAR_PROBE.out.versions, SIM_VS_PERF.out.versions)
     }
 
     subsets = MAKE_SUBSET.out.subset.toSortedList { a, b -> a[0] <=> b[0] }.map { l -> l.collect { it[1] } }
@@ -274,6 +273,8 @@ workflow {
         sims, subsets, CONSISTENCY.out.tables, performance,
         probes.map { list -> list.collect { [it[0], it[1]] } },
         probes.map { list -> list.collect { it[2] } },
-        modelsFile, infoFile,
+        modelsFile, infoFile, collectVersions(versions, [:]).first(),
     )
+    // pipeline_info/software_versions.yml (DESIGN §5): every process's block, REPORT's too
+    collectVersions(versions.mix(REPORT.out.versions), [storeDir: "${params.outdir}/pipeline_info"])
 }

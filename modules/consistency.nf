@@ -2,7 +2,6 @@
 process CONSISTENCY {
     label 'process_medium'
     cache 'deep'
-    publishDir "${params.outdir}", mode: 'copy', overwrite: true
 
     input:
     path similarities, stageAs: 'similarities/*'
@@ -10,7 +9,8 @@ process CONSISTENCY {
     path dataset_info
 
     output:
-    path 'consistency', emit: tables
+    path 'consistency/*', emit: tables  // files, so that each is published on its own
+    path 'versions.yml', emit: versions
 
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
@@ -21,7 +21,8 @@ process CONSISTENCY {
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
         --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
-        --transform ${params.consistency_transform} ${anchors}
+        --transform ${params.consistency_transform} ${anchors} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
@@ -29,5 +30,6 @@ process CONSISTENCY {
     mkdir -p consistency
     touch consistency/consistency.csv consistency/clusters.csv consistency/metric_agreement.csv \\
         consistency/anchors.csv consistency/anchor_tests.csv
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -4,14 +4,17 @@ process DEMO_DATA {
 
     output:
     path 'demo-data', emit: root
+    path 'versions.yml', emit: versions
 
     script:
     """
-    pysim-demo-data --out-dir demo-data
+    pysim-demo-data --out-dir demo-data ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     mkdir -p demo-data
+    pysim-versions "${task.process}" > versions.yml
     """
 }

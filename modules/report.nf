@@ -1,23 +1,25 @@
 // REPORT: the self-contained HTML report, built from a results folder laid out as DESIGN §5.
 // The folder is assembled in the task directory from the staged inputs; `probe_targets`
-// lists the [dataset_key, model_id] of each staged probe file, in the same order.
+// lists the [dataset_key, model_id] of each staged probe file, in the same order;
+// `software_versions` is pipeline_info/software_versions.yml (every process but REPORT).
 process REPORT {
     label 'process_single'
     cache 'deep'
-    publishDir "${params.outdir}", mode: 'copy', overwrite: true
 
     input:
     path similarities, stageAs: 'results/similarities/*'
     path subsets, stageAs: 'results/subsets/*'
-    path consistency, stageAs: 'results/consistency'
+    path consistency, stageAs: 'results/consistency/*'
     path performance, stageAs: 'results/performance/*'
     val probe_targets
     path probes, stageAs: 'probes_in/?/*'
     path models
     path dataset_info
+    path software_versions, stageAs: 'results/pipeline_info/software_versions.yml'
 
     output:
     path 'report', emit: report
+    path 'versions.yml', emit: versions
 
     script:
     def links = [probe_targets, probes instanceof List ? probes : [probes]].transpose()
@@ -29,12 +31,14 @@ process REPORT {
     """
     ${links}
     pysim-report --results-dir results --out-dir report --models ${models} ${info} \\
-        --run-outdir '${outdir}'
+        --run-outdir '${outdir}' ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     mkdir -p report/figures report/assets
     echo '<html></html>' > report/index.html
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -3,7 +3,6 @@
 process SIM_VS_PERF {
     label 'process_single'
     cache 'deep'
-    publishDir "${params.outdir}/performance", mode: 'copy', overwrite: true
 
     input:
     path similarities, stageAs: 'similarities/*'
@@ -11,16 +10,19 @@ process SIM_VS_PERF {
 
     output:
     path 'similarity_vs_gap.csv', emit: table
+    path 'versions.yml', emit: versions
 
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
     def probe_args = probes.collect { "--probes ${it}" }.join(' ')
     """
-    pysim-sim-vs-perf ${sim_args} ${probe_args} --out similarity_vs_gap.csv
+    pysim-sim-vs-perf ${sim_args} ${probe_args} --out similarity_vs_gap.csv ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch similarity_vs_gap.csv
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -1,33 +1,44 @@
 // VALIDATE: checks the model table, dataset list and metric list (and the dataset root) before
 // any work, and resolves every model's weights offline in the tasks' own environment (image,
 // --weights_dir caches): a missing weights file stops the run here, before any GPU job.
+// It writes the tables the workflow builds its channels from (pysim/validate.py), so that
+// main.nf keeps no copy of the loaders' rules: models.json (the --model_ids entries, weights
+// paths absolute) and datasets.json (rows: id, key, folder, derived_from, role).
 process VALIDATE {
     label 'process_single'
-    publishDir "${params.outdir}/pipeline_info", mode: 'copy', overwrite: true
 
     input:
-    val models_json
-    path datasets
+    path models, stageAs: 'model_table/*'
+    path datasets, stageAs: 'dataset_list/*'
     path metrics
     path dataset_root, stageAs: 'dataset_root'
     path dataset_info
+    val model_ids     // comma-separated, or '' for every model
+    val subset_sizes  // images per class of the subset-size sensitivity, or ''
 
     output:
     path 'validate.txt', emit: report
+    path 'models.json', emit: models
+    path 'datasets.json', emit: datasets
+    path 'versions.yml', emit: versions
 
     script:
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     """
-    cat > models.json <<'PYSIM_MODELS'
-${models_json}
-PYSIM_MODELS
-    pysim-validate --models models.json --datasets ${datasets} --metrics ${metrics} \\
-        --dataset-root dataset_root ${info} --check-weights > validate.txt
+    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
+        --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
+        --subset-sizes '${subset_sizes}' --write-models models.json \\
+        --write-datasets datasets.json ${task.ext.args ?: ''} > validate.txt
     cat validate.txt
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
+    // the tables are real: the workflow's channels follow them
     """
-    echo "inputs OK (stub)" > validate.txt
+    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
+        --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
+        --write-models models.json --write-datasets datasets.json > validate.txt
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -145,7 +145,7 @@ def base_label_resources(text: str | None = None) -> dict[str, dict[str, int]]:
 
 
 def process_labels(gpu: bool = False) -> dict[str, str]:
-    """{PROCESS: label} from modules/*.nf (one process and one label per file).
+    """{PROCESS: label} from modules/*.nf (a file holds the processes of one entry point).
 
     A label chosen by the device (`label((params.probe_device ?: params.device) == 'cuda' ?
     'process_gpu' : 'process_medium')`) reads as its first choice with `gpu` (-profile gpu
@@ -153,13 +153,13 @@ def process_labels(gpu: bool = False) -> dict[str, str]:
     """
     out = {}
     for path in sorted((REPO / "modules").glob("*.nf")):
-        text = path.read_text()
-        name = re.search(r"^process (\w+)", text, re.M).group(1)
-        chosen = re.search(r"^\s*label\(.*== 'cuda' \? '(\w+)' : '(\w+)'\)", text, re.M)
-        if chosen:
-            out[name] = chosen.group(1) if gpu else chosen.group(2)
-        else:
-            out[name] = re.search(r"label '(\w+)'", text).group(1)
+        for text in re.split(r"^(?=process \w+)", path.read_text(), flags=re.M)[1:]:
+            name = re.match(r"process (\w+)", text).group(1)
+            chosen = re.search(r"^\s*label\(.*== 'cuda' \? '(\w+)' : '(\w+)'\)", text, re.M)
+            if chosen:
+                out[name] = chosen.group(1) if gpu else chosen.group(2)
+            else:
+                out[name] = re.search(r"label '(\w+)'", text).group(1)
     return out
 
 

@@ -114,12 +114,12 @@ LAUNCH_ERRORS = {
                           "--consistency_transform must be none, tan or arccos, got 'log'"),
     "weights dir missing": (["--weights_dir", "{tmp}/nowhere"],
                             "--weights_dir: folder not found: {tmp}/nowhere"),
-    # hard links (features' default --publish_mode) cannot cross file systems: said at launch,
+    # hard links (the default --publish_dir_mode) cannot cross file systems: said at launch,
     # not after the first extraction (Nextflow 24.10 then fails "Invalid cross-device link")
     "hard links across file systems": (["--outdir", "/dev/shm/pysim-out-{name}"],
-                                       "--publish_mode link: --outdir /dev/shm/pysim-out-{name} "
-                                       "and the work folder {tmp}/work are on different file "
-                                       "systems"),
+                                       "--publish_dir_mode link: --outdir "
+                                       "/dev/shm/pysim-out-{name} and the work folder "
+                                       "{tmp}/work are on different file systems"),
 }
 
 

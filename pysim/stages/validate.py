@@ -1,21 +1,41 @@
 """The pysim-validate stage: check the model table, dataset list and metric list before any
-work (pysim.validate), optionally map models to loaders and check their weights."""
+work (pysim.validate), optionally map models to loaders and check their weights, and write the
+normalised model and dataset tables the workflow builds its channels from."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pysim.validate import summary, validate_inputs
+from pysim.validate import (
+    dataset_table,
+    model_table,
+    select_models,
+    summary,
+    validate_inputs,
+    write_json,
+)
 
 
 def run_validate(models: str | os.PathLike, datasets: str | os.PathLike,
                  metrics: str | os.PathLike, dataset_root: str | os.PathLike | None = None,
                  dataset_info: str | os.PathLike | None = None, resolve: bool = False,
-                 check_weights: bool = False) -> Iterator[str]:
-    """Yield the summary, the resolution report if asked, then 'inputs OK'; InputError if bad."""
+                 check_weights: bool = False, model_ids: Sequence[str] = (),
+                 subset_sizes: Sequence[int] = (),
+                 write_models: str | os.PathLike | None = None,
+                 write_datasets: str | os.PathLike | None = None) -> Iterator[str]:
+    """Yield the summary, the resolution report if asked, then 'inputs OK'; InputError if bad.
+
+    `model_ids` restricts the models (checked, resolved and written); the tables are written
+    before the weights are checked, only once the inputs are valid.
+    """
     inputs = validate_inputs(models, datasets, metrics, dataset_root, dataset_info)
+    inputs.models = select_models(inputs.models, list(model_ids), Path(models).name)
+    if write_models:
+        write_json(model_table(inputs.models, models), write_models)
+    if write_datasets:
+        write_json(dataset_table(inputs.datasets, list(subset_sizes)), write_datasets)
     yield summary(inputs)
     if resolve or check_weights:
         import pysim.models  # torch: only when asked

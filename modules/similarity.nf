@@ -5,7 +5,6 @@
 process COMPUTE_SIMILARITY {
     tag "${key}"
     label 'process_gpu'
-    publishDir "${params.outdir}/similarities", mode: 'copy', overwrite: true
 
     input:
     tuple val(key), path(features, stageAs: 'features/*'), path(subset)
@@ -13,6 +12,7 @@ process COMPUTE_SIMILARITY {
 
     output:
     tuple val(key), path("${key}.h5"), emit: similarities
+    path 'versions.yml', emit: versions
 
     script:
     def feature_args = features.collect { "--features ${it}" }.join(' ')
@@ -25,11 +25,13 @@ process COMPUTE_SIMILARITY {
 ${metrics_json}
 PYSIM_METRICS
     pysim-similarity ${feature_args} --metrics metrics.json --subset ${subset} \\
-        --out ${key}.h5 --normalize ${params.normalize} --device ${params.device} ${max_memory}
+        --out ${key}.h5 --normalize ${params.normalize} --device ${params.device} ${max_memory} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch ${key}.h5
+    pysim-versions "${task.process}" > versions.yml
     """
 }

@@ -7,14 +7,13 @@
 process EXTRACT_FEATURES {
     tag "${model_id} ${key}"
     label 'process_gpu'
-    publishDir "${params.outdir}/features/${key}", mode: params.publish_mode, overwrite: true,
-        enabled: params.publish_features
 
     input:
     tuple val(model_id), val(model_json), val(dataset_id), val(key), path(dataset_dir), val(ready)
 
     output:
     tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    path 'versions.yml', emit: versions
 
     script:
     def batch = Math.max(1, (params.batch_size as int).intdiv(1 << (task.attempt - 1)))
@@ -30,11 +29,13 @@ PYSIM_MODEL_ENTRY
         --dataset-root . --dataset '${dataset_id}' --out '${model_id}.h5' \\
         --device ${params.device} --precision ${params.precision} \\
         --batch-size ${batch} --num-workers ${params.num_workers} \\
-        --feature-dtype ${params.feature_dtype}${decode}
+        --feature-dtype ${params.feature_dtype}${decode} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch '${model_id}.h5'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

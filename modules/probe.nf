@@ -8,13 +8,13 @@
 process LINEAR_PROBE {
     tag "${model_id} ${key}"
     label((params.probe_device ?: params.device) == 'cuda' ? 'process_gpu' : 'process_medium')
-    publishDir "${params.outdir}/probes/${key}", mode: 'copy', overwrite: true
 
     input:
     tuple val(key), val(model_id), path(features, stageAs: 'features/*')
 
     output:
     tuple val(key), val(model_id), path("${model_id}.json"), emit: probe
+    path 'versions.yml', emit: versions
 
     script:
     """
@@ -24,11 +24,14 @@ process LINEAR_PROBE {
         --batch-size ${params.probe_batch_size} --selection ${params.probe_selection} \\
         --wd-grid ${params.probe_wd_grid} --tie-break ${params.probe_tie_break} \\
         --seeds ${params.probe_seeds} --val-proportion ${params.probe_val_proportion} \\
-        --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'}${params.probe_test_from_train ? ' --test-from-train' : ''}
+        --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'}${params.probe_test_from_train ? ' --test-from-train' : ''} \\
+        ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     echo '{}' > '${model_id}.json'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

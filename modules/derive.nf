@@ -4,23 +4,24 @@
 process DERIVE_FEATURES {
     tag "${model_id} ${key}"
     label 'process_single'
-    publishDir "${params.outdir}/features/${key}", mode: params.publish_mode, overwrite: true,
-        enabled: params.publish_features
 
     input:
     tuple val(dataset_id), val(key), val(model_id), path(imagenet, stageAs: 'imagenet/*')
 
     output:
     tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    path 'versions.yml', emit: versions
 
     script:
     """
     pysim-derive --features ${imagenet} --dataset '${dataset_id}' --out '${model_id}.h5' \\
-        --seed ${params.seed}
+        --seed ${params.seed} ${task.ext.args ?: ''}
+    pysim-versions "${task.process}" > versions.yml
     """
 
     stub:
     """
     touch '${model_id}.h5'
+    pysim-versions "${task.process}" > versions.yml
     """
 }

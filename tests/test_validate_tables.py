@@ -1,0 +1,72 @@
+"""pysim-validate --write-models / --write-datasets: the tables the workflow reads."""
+
+import json
+
+from conftest import SEED, assert_bad_input, run_cli
+
+MODEL = {"model_name": "resnet18", "source": "torchvision", "module_name": "avgpool",
+         "model_parameters": {}, "objective": "Supervised"}
+
+
+def write_inputs(tmp_path, dataset_ids):
+    (tmp_path / "tables").mkdir()
+    models = tmp_path / "tables" / "models.json"
+    models.write_text(json.dumps({"a": MODEL, "b": {**MODEL, "weights": "w/b.pt"},
+                                  "c": {**MODEL, "weights": "/abs/c.pt"}}))
+    datasets = tmp_path / "datasets.txt"
+    datasets.write_text("".join(f"{i}\n" for i in dataset_ids))
+    return ["--models", models, "--datasets", datasets,
+            "--metrics", SEED / "similarity_metric_config_local_global.json"]
+
+
+def test_model_table_is_the_selected_entries_with_absolute_weights(tmp_path):
+    args = write_inputs(tmp_path, ["wds/vtab/cifar10"])
+    out = tmp_path / "models_out.json"
+    proc = run_cli("pysim-validate", *args, "--model-ids", "c,b", "--write-models", out)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(out.read_text())
+    assert list(table) == ["b", "c"]  # table order, not the order asked
+    assert table["b"] == {**MODEL, "weights": str(tmp_path / "tables" / "w" / "b.pt")}
+    assert table["c"] == {**MODEL, "weights": "/abs/c.pt"}
+
+
+def test_unknown_model_id_is_one_line(tmp_path):
+    args = write_inputs(tmp_path, ["wds/vtab/cifar10"])
+    proc = run_cli("pysim-validate", *args, "--model-ids", "a,nope",
+                   "--write-models", tmp_path / "out.json")
+    assert_bad_input(proc, "--model_ids: unknown model id 'nope' (not in models.json)")
+
+
+def test_dataset_table_rows(tmp_path):
+    args = write_inputs(tmp_path, ["wds/vtab/cifar10", "living17"])
+    out = tmp_path / "datasets.json"
+    proc = run_cli("pysim-validate", *args, "--write-datasets", out, "--subset-sizes", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text()) == [
+        {"id": "wds/vtab/cifar10", "key": "wds_vtab_cifar10", "folder": "wds_vtab-cifar10",
+         "derived_from": "", "role": "analysed"},
+        {"id": "living17", "key": "living17", "folder": "",
+         "derived_from": "wds/imagenet1k", "role": "analysed"},
+        # extracted for living17 only; no subset-size rows without ImageNet in the list
+        {"id": "wds/imagenet1k", "key": "wds_imagenet1k", "folder": "wds_imagenet1k",
+         "derived_from": "", "role": "extracted"},
+    ]
+
+
+def test_subset_size_rows_with_imagenet_listed(tmp_path):
+    args = write_inputs(tmp_path, ["wds/imagenet1k"])
+    out = tmp_path / "datasets.json"
+    proc = run_cli("pysim-validate", *args, "--write-datasets", out, "--subset-sizes", "20,5")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())
+    assert [(r["id"], r["role"]) for r in rows] == [
+        ("wds/imagenet1k", "analysed"), ("imagenet-subset-5k", "subset_size"),
+        ("imagenet-subset-10k", "subset_size"), ("imagenet-subset-20k", "subset_size")]
+    assert rows[1]["derived_from"] == "wds/imagenet1k" and rows[1]["folder"] == ""
+
+
+def test_bad_subset_sizes_is_one_line(tmp_path):
+    args = write_inputs(tmp_path, ["wds/imagenet1k"])
+    proc = run_cli("pysim-validate", *args, "--write-datasets", tmp_path / "d.json",
+                   "--subset-sizes", "5,x")
+    assert_bad_input(proc, "--subset-sizes", "positive integers")
