@@ -15,7 +15,6 @@ PROFILES = "local,slurm,gpu,apptainer,test"  # every profile: every params name 
 INSTITUTIONAL = {"config_profile_name", "config_profile_description", "config_profile_contact",
                  "config_profile_url"}
 # Added to nextflow.config by a parallel branch (issue 15); drop from this set at the merge.
-PENDING = {"publish_dir_mode", "custom_config_base", "custom_config_version"}
 # Defaults that depend on the machine or the checkout: no `default` in the schema.
 MACHINE_DEPENDENT = {"max_cpus", "max_memory", "container_dir", "apptainer_cache_dir"}
 TYPES = {"string", "integer", "number", "boolean"}
@@ -55,7 +54,7 @@ def test_every_config_param_is_in_the_schema_and_back(all_names, defaults):
     schema = set(properties())
     assert set(defaults) <= all_names
     assert all_names - schema == set()
-    assert schema - all_names <= INSTITUTIONAL | PENDING
+    assert schema - all_names <= INSTITUTIONAL
 
 
 def test_schema_defaults_equal_the_config(defaults):
