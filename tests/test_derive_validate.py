@@ -117,14 +117,11 @@ def test_check_dataset_ids_accepts_wds_and_derived_ids():
         check_dataset_ids(["imagenet-subset-0k"])
 
 
-def test_main_nf_knows_the_same_derived_ids_as_pysim_config():
-    import re
-
-    from pysim.config import BREEDS_TASKS, IMAGENET_ID, IMAGENET_SUBSET
+def test_main_nf_keeps_no_copy_of_the_derived_id_rules():
+    # The workflow reads the dataset rows pysim-validate writes (--write-datasets): no Groovy
+    # copy of the derived ids, the ImageNet id or the imagenet-subset pattern may drift.
+    from pysim.config import BREEDS_TASKS, IMAGENET_ID
 
     text = (ROOT / "main.nf").read_text()
-    groovy = re.search(r"^BREEDS_TASKS = \[(.*)\]$", text, re.M).group(1)
-    assert [t.strip(" '") for t in groovy.split(",")] == list(BREEDS_TASKS)
-    assert re.search(r"^IMAGENET_ID = '(.*)'$", text, re.M).group(1) == IMAGENET_ID
-    patterns = set(re.findall(r"==~ /(.*?)/", text))
-    assert patterns == {IMAGENET_SUBSET.pattern.replace("(", "").replace(")", "")}
+    for literal in (*BREEDS_TASKS, IMAGENET_ID, "imagenet-subset"):
+        assert literal not in text, literal
