@@ -37,14 +37,18 @@ def categories(report) -> list[str]:
     return present or ["objective"]
 
 
+def metric_tables(cdir: Path, prefix: str):
+    """(metric id, table) of every non-empty `<prefix>_<metric>.csv` in the folder, sorted."""
+    for path in sorted(cdir.glob(f"{prefix}_*.csv")):
+        table = read_table(path)
+        if table is not None and not table.empty:
+            yield path.stem.removeprefix(f"{prefix}_"), table
+
+
 def maps_part(report, cdir: Path) -> str:
     """t-SNE maps per metric, one figure per category column."""
     items = []
-    for path in sorted(cdir.glob("embedding_*.csv")):
-        table = read_table(path)
-        metric = path.stem.removeprefix("embedding_")
-        if table is None or table.empty:
-            continue
+    for metric, table in metric_tables(cdir, "embedding"):
         for column in categories(report):
             fig = af.embedding_map(table, model_labels(report, column), report.names,
                                    f"t-SNE of 1 - S - {metric}", column,
@@ -70,11 +74,7 @@ def pair_labels(report, aggregate: pd.DataFrame) -> dict[str, list[str]]:
 def spread_part(report, cdir: Path) -> str:
     """Mean vs. standard deviation of each pair's similarity across datasets, per metric."""
     items = []
-    for path in sorted(cdir.glob("aggregate_*.csv")):
-        table = read_table(path)
-        metric = path.stem.removeprefix("aggregate_")
-        if table is None or table.empty:
-            continue
+    for metric, table in metric_tables(cdir, "aggregate"):
         fig = af.mean_std_scatter(table, pair_labels(report, table),
                                   f"mean vs. spread across datasets - {metric}",
                                   report.fig_dir / safe_name("meanstd", metric))
