@@ -43,6 +43,7 @@ def test_default_budget_stays_under_the_cgroup_limit():
         assert proc.returncode == 0, proc.stderr
         left, budget, ram = (int(v) for v in proc.stdout.split())
         assert LIMIT - (1 << 30) < left < LIMIT  # the probe's own usage is under 1 GiB
-        assert budget == min(left, ram) // 2
+        # half of what is left; the two readings are a few allocations apart (<= 1 MiB)
+        assert abs(budget - min(left, ram) // 2) <= 1 << 20, (budget, left, ram)
     finally:
         folder.rmdir()
