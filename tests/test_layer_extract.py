@@ -129,3 +129,15 @@ def test_entry_point_writes_a_folder(demo_root, tmp_path):
                    "0", "--threads", "1", "--quiet", "--batch-size", "64")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["vit.h5", "vit@norm.h5"]
+
+
+def test_resolve_lists_the_representations(tmp_path):
+    from pysim.models.resolve import resolve_report
+
+    models = load_models(_table(tmp_path, v={**VIT, "module_name": ["norm", "blocks.*"]},
+                                one={**VIT, "module_name": "norm"}))
+    lines = resolve_report(models).splitlines()
+    reps = [line for line in lines if "representations:" in line]
+    assert len(reps) == 1
+    assert reps[0].strip() == ("representations: v, v@blocks.* (pattern, expanded at "
+                               "extraction)")
