@@ -6,6 +6,7 @@ Every problem is an InputError naming the file, the entry and the reason.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import re
@@ -60,6 +61,13 @@ class ModelEntry:
 def is_pattern(module: str) -> bool:
     """True for a module pattern such as `blocks.*` (expanded against the model's modules)."""
     return any(c in module for c in "*?[")
+
+
+def module_matches(name: str, pattern: str) -> bool:
+    """fnmatch per dotted part: `blocks.*` matches blocks.0, not blocks.0.attn."""
+    names, parts = name.split("."), pattern.split(".")
+    return len(names) == len(parts) and all(
+        fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=True))
 
 
 def representation_id(model_id: str, module: str, primary: bool) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from pysim.config import load_models
+from pysim.config import load_models, module_matches
 from pysim.errors import InputError
 from pysim.features.extract import ExtractOptions, extract
 from pysim.io import read_attrs, read_features
@@ -46,6 +46,9 @@ def test_table_accepts_module_lists_and_rejects_bad_ones(tmp_path):
                        ([3], "non-empty")):
         with pytest.raises(InputError, match=match):
             load_models(_table(tmp_path, x={**VIT, "module_name": bad}))
+    assert module_matches("blocks.3", "blocks.*")
+    assert module_matches("layer2.1.conv2", "layer*.1.conv2")
+    assert not module_matches("blocks.0.attn", "blocks.*")
     with pytest.raises(InputError, match="pooling"):
         load_models(_table(tmp_path, x={**VIT, "module_name": "norm", "pooling": "max"}))
 

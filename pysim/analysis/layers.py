@@ -9,7 +9,6 @@ before blocks.10), and relative depth is position / (#layers - 1).
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import re
 from collections.abc import Mapping, Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pysim.config import LAYER_SEP, ModelEntry
+from pysim.config import LAYER_SEP, ModelEntry, module_matches
 from pysim.io import Similarities
 
 MATRIX_COLUMNS = ["dataset", "metric", "model_1", "module_1", "depth_1", "model_2", "module_2",
@@ -67,7 +66,7 @@ def _order_key(entry: ModelEntry | None, module: str | None) -> tuple:
     if module is None:
         return (-1,)
     listed = entry.modules if entry else ()
-    pos = next((k for k, p in enumerate(listed) if fnmatch.fnmatchcase(module, p)), len(listed))
+    pos = next((k for k, p in enumerate(listed) if module_matches(module, p)), len(listed))
     return (pos, _natural(module))
 
 

@@ -7,12 +7,12 @@ The hooks stop the forward pass once every module has run, so layers behind cost
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from pysim.config import module_matches
 from pysim.errors import InputError
 
 TOKEN_MODES = ("cls_token", "avg_pool", "cls_token+avg_pool")
@@ -33,14 +33,15 @@ def find_module(model: torch.nn.Module, module_name: str) -> torch.nn.Module:
 
 
 def expand_modules(model: torch.nn.Module, names: Sequence[str]) -> list[str]:
-    """Module names with each pattern (`blocks.*`) replaced by the model's matching modules."""
+    """Module names with each pattern (`blocks.*`: per dotted part) replaced by the model's
+    matching modules, in the model's order."""
     known = [n for n, _ in model.named_modules() if n]
     out: list[str] = []
     for name in names:
         if not any(c in name for c in "*?["):
             out.append(name)
             continue
-        hits = [n for n in known if fnmatch.fnmatchcase(n, name)]
+        hits = [n for n in known if module_matches(n, name)]
         if not hits:
             raise InputError(f"module pattern '{name}' matches no module of "
                              f"{type(model).__name__}")
