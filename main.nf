@@ -124,6 +124,25 @@ def loadModelIds(modelsFile) {
     return ids
 }
 
+/** True when an entry lists several modules (or a pattern): its extraction gives several
+ *  representations (`<model_id>`, `<model_id>@<module>`; DESIGN §3). */
+def isLayerWise(Object entry) {
+    def names = entry instanceof Map ? entry.module_name : null
+    if (names instanceof List) {
+        return names.size() > 1 || names.any { it.toString() =~ /[*?\[]/ }
+    }
+    return names != null && names.toString() =~ /[*?\[]/
+}
+
+/** Model and order of a representation id: the table position, then primary first and the
+ *  further modules in natural order (blocks.2 before blocks.10). */
+def repOrder(List modelIds, String id) {
+    def base = id.contains('@') ? id.substring(0, id.indexOf('@')) : id
+    def rest = id.contains('@') ? '1' + id.substring(id.indexOf('@') + 1)
+        .replaceAll(/\d+/) { it.padLeft(10, '0') } : '0'
+    return [modelIds.indexOf(base), rest]
+}
+
 /** One model's own table entry as JSON text: EXTRACT's hash changes only with that entry. */
 def modelEntryJson(String id, Object entry) {
     return JsonOutput.prettyPrint(JsonOutput.toJson([(id): entry]))
@@ -175,6 +194,8 @@ workflow {
     def modelsFile = file(params.models)
     def metricsFile = file(params.metrics)
     def modelIds = loadModelIds(modelsFile)
+    def layerWise = new JsonSlurper().parse(modelsFile.toFile())
+        .findAll { id, entry -> id in modelIds }.any { id, entry -> isLayerWise(entry) }
     def infoFile = params.dataset_info ? file(params.dataset_info) : []
 
     root = params.demo_data ? DEMO_DATA().root : Channel.value(file(params.dataset_root))
@@ -208,9 +229,13 @@ workflow {
         .map { [it.derived_from, it.id, it.key] }
         .combine(source_keys, by: 0)
         .map { source, id, key, sourceKey -> [sourceKey, id, key] }
-    DERIVE_FEATURES(EXTRACT_FEATURES.out.features.combine(to_derive, by: 0)
+    // one element per representation: a layer-wise model's task gives several files, each
+    // `<representation id>.h5` (the primary one `<model_id>.h5`)
+    extracted_features = EXTRACT_FEATURES.out.features.flatMap { key, id, files ->
+        (files instanceof List ? files : [files]).collect { f -> [key, f.name[0..-4], f] } }
+    DERIVE_FEATURES(extracted_features.combine(to_derive, by: 0)
         .map { key, id, f, derivedId, derivedKey -> [derivedId, derivedKey, id, f] })
-    features = EXTRACT_FEATURES.out.features.mix(DERIVE_FEATURES.out.features)
+    features = extracted_features.mix(DERIVE_FEATURES.out.features)
         .combine(analysed_keys)
         .filter { key, id, f, keys -> key in keys }
         .map { key, id, f, keys -> [key, id, f] }
@@ -218,7 +243,7 @@ workflow {
     // ImageNet subset-size sensitivity: every image of each imagenet-subset-<N>k (no
     // --max_samples cap), similarities kept apart from the analysed datasets' (subset_size/).
     size_features = DERIVE_FEATURES.out.features.combine(size_keys)
-        .filter { key, id, f, keys -> key in keys }
+        .filter { key, id, f, keys -> key in keys && !id.contains('@') }
         .map { key, id, f, keys -> [key, id, f] }
     FULL_SUBSET(size_features.filter { key, id, f -> id == modelIds[0] }.map { key, id, f -> [key, f] })
     SUBSET_SIZE_SIMILARITY(size_features
@@ -231,10 +256,13 @@ workflow {
     // first model of the table so that adding models later leaves it cached.
     MAKE_SUBSET(features.filter { key, id, f -> id == modelIds[0] }.map { key, id, f -> [key, f] })
 
-    by_dataset = features
-        .map { key, id, f -> [key, [modelIds.indexOf(id), f]] }
-        .groupTuple(size: modelIds.size())
-        .map { key, items -> [key, items.sort { it[0] }.collect { it[1] }] }
+    // every representation is one model of the similarity stage; a layer-wise table's count
+    // is known only after extraction (patterns), so its groups close when extraction ends
+    keyed = features.map { key, id, f -> [key, [repOrder(modelIds, id), f]] }
+    grouped = layerWise ? keyed.groupTuple() : keyed.groupTuple(size: modelIds.size())
+    by_dataset = grouped
+        .map { key, items -> [key, items.sort { a, b -> (a[0][0] <=> b[0][0]) ?: (a[0][1] <=> b[0][1]) }
+            .collect { it[1] }] }
         .join(MAKE_SUBSET.out.subset)
     COMPUTE_SIMILARITY(by_dataset, metricsFile.text)
     sims = COMPUTE_SIMILARITY.out.similarities
@@ -260,7 +288,7 @@ workflow {
         probes = Channel.value([])
         performance = Channel.value([])
     } else {
-        LINEAR_PROBE(features)
+        LINEAR_PROBE(features.filter { key, id, f -> !id.contains('@') })  // primary only
         probes = LINEAR_PROBE.out.probe
             .toSortedList { a, b -> (a[0] <=> b[0]) ?: (modelIds.indexOf(a[1]) <=> modelIds.indexOf(b[1])) }
         SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } })

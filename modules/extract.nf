@@ -12,7 +12,9 @@ process EXTRACT_FEATURES {
     tuple val(model_id), val(model_json), val(dataset_id), val(key), path(dataset_dir), val(ready)
 
     output:
-    tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    // a layer-wise entry (module list or pattern) writes one file per representation into the
+    // task folder: <model_id>.h5 (primary) and <model_id>@<module>.h5
+    tuple val(key), val(model_id), path("${model_id}*.h5"), emit: features
     path 'versions.yml', emit: versions
 
     script:
@@ -20,13 +22,16 @@ process EXTRACT_FEATURES {
     // --decode only when not the default: the command (and so the cache of runs made before
     // the option existed) stays the same with --decode cpu
     def decode = params.decode == 'cpu' ? '' : " --decode ${params.decode}"
+    def entry = new groovy.json.JsonSlurper().parseText(model_json)[model_id]
+    def names = entry.module_name instanceof List ? entry.module_name : [entry.module_name]
+    def out = names.size() > 1 || names.any { it.toString() =~ /[*?\[]/ } ? '.' : "${model_id}.h5"
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > model_entry.json <<'PYSIM_MODEL_ENTRY'
 ${model_json}
 PYSIM_MODEL_ENTRY
     pysim-extract --models model_entry.json --model-id '${model_id}' \\
-        --dataset-root . --dataset '${dataset_id}' --out '${model_id}.h5' \\
+        --dataset-root . --dataset '${dataset_id}' --out '${out}' \\
         --device ${params.device} --precision ${params.precision} \\
         --batch-size ${batch} --num-workers ${params.num_workers} \\
         --feature-dtype ${params.feature_dtype}${decode} ${task.ext.args ?: ''}

@@ -6,6 +6,7 @@ Every problem is an InputError naming the file, the entry and the reason.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import re
@@ -25,6 +26,8 @@ RSA_METHODS = ("correlation", "cosine", "euclidean")
 CORR_METHODS = ("pearson", "spearman")
 SIGMA_MODES = ("absolute", "median")
 SPLIT_NAMES = ("train", "test")
+POOLINGS = ("cls", "mean", "avg")  # model table "pooling": cls token, mean of tokens, spatial avg
+LAYER_SEP = "@"  # representation id of a further module: <model_id>@<module>
 
 
 # --- models -----------------------------------------------------------------------------
@@ -42,6 +45,34 @@ class ModelEntry:
     weights: str | None = None
     pretrained: bool = True
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    modules: tuple[str, ...] = ()  # every requested module (names or patterns); [0] is primary
+    pooling: str | None = None  # cls | mean | avg; None: legacy (single) or per output shape
+
+    def __post_init__(self):
+        if not self.modules:
+            object.__setattr__(self, "modules", (self.module_name,))
+
+    @property
+    def multi(self) -> bool:
+        """True when the entry asks for several modules (a list, or a pattern)."""
+        return len(self.modules) > 1 or any(is_pattern(m) for m in self.modules)
+
+
+def is_pattern(module: str) -> bool:
+    """True for a module pattern such as `blocks.*` (expanded against the model's modules)."""
+    return any(c in module for c in "*?[")
+
+
+def module_matches(name: str, pattern: str) -> bool:
+    """fnmatch per dotted part: `blocks.*` matches blocks.0, not blocks.0.attn."""
+    names, parts = name.split("."), pattern.split(".")
+    return len(names) == len(parts) and all(
+        fnmatch.fnmatchcase(n, p) for n, p in zip(names, parts, strict=True))
+
+
+def representation_id(model_id: str, module: str, primary: bool) -> str:
+    """Id of one representation: the plain model id for the primary module, else id@module."""
+    return model_id if primary else f"{model_id}{LAYER_SEP}{module}"
 
 
 def load_models(path: str | os.PathLike) -> dict[str, ModelEntry]:
@@ -56,11 +87,12 @@ def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
     where = f"{path}: model '{model_id}'"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: entry must be a JSON object")
-    for name in ("model_name", "source", "module_name"):
+    for name in ("model_name", "source"):
         if name not in entry:
             raise InputError(f"{where}: missing '{name}'")
         if not isinstance(entry[name], str) or not entry[name]:
             raise InputError(f"{where}: '{name}' must be a non-empty string")
+    modules = _modules(where, entry.get("module_name"))
     if entry["source"] not in MODEL_SOURCES:
         raise InputError(f"{where}: unknown source '{entry['source']}' "
                          f"(known: {', '.join(MODEL_SOURCES)})")
@@ -82,9 +114,30 @@ def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
     pretrained = entry.get("pretrained", True)
     if not isinstance(pretrained, bool):
         raise InputError(f"{where}: 'pretrained' must be true or false")
+    pooling = entry.get("pooling")
+    if pooling is not None and pooling not in POOLINGS:
+        raise InputError(f"{where}: 'pooling' must be one of {', '.join(POOLINGS)}, "
+                         f"got {pooling!r}")
     return ModelEntry(model_id=model_id, model_name=entry["model_name"], source=entry["source"],
-                      module_name=entry["module_name"], model_parameters=params,
-                      categories=categories, weights=weights, pretrained=pretrained, raw=entry)
+                      module_name=modules[0], model_parameters=params,
+                      categories=categories, weights=weights, pretrained=pretrained, raw=entry,
+                      modules=modules, pooling=pooling)
+
+
+def _modules(where: str, value: Any) -> tuple[str, ...]:
+    """`module_name` as a tuple: one name, or a non-empty list of distinct names/patterns."""
+    if value is None:
+        raise InputError(f"{where}: missing 'module_name'")
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and n for n in names):
+        raise InputError(f"{where}: 'module_name' must be a non-empty string or a non-empty "
+                         f"list of non-empty strings")
+    if len(set(names)) != len(names):
+        raise InputError(f"{where}: 'module_name' lists a module twice")
+    if any(LAYER_SEP in n for n in names):
+        raise InputError(f"{where}: module names must not contain '{LAYER_SEP}'")
+    return tuple(names)
 
 
 # --- datasets ---------------------------------------------------------------------------

@@ -199,8 +199,9 @@ def test_layer_wise_heatmaps_when_layer_ids_exist(built, tmp_path):
     layers = data["layers"]
     assert list(layers) == ["wds/cars"]
     entry = layers["wds/cars"]
-    assert entry["modules"] == LAYERS
-    assert entry["rows"] == {"model_0": [0, 1, 2, 3], "model_1": [4, 5]}
+    # each model's primary row first, labelled with its table module ("head")
+    assert entry["modules"] == {m: ["head", *mods] for m, mods in LAYERS.items()}
+    assert entry["rows"] == {"model_0": [0, 1, 2, 3, 4], "model_1": [5, 6, 7]}
     # the matrices: a script of their own, loaded by the page when the dataset is shown
     assert entry["script"] == "assets/layers_0.js"
     prefix = 'window.pysimLayers["wds/cars"] = '
@@ -209,7 +210,9 @@ def test_layer_wise_heatmaps_when_layer_ids_exist(built, tmp_path):
     matrices = json.loads(line[len(prefix):-1])
     sims = read_similarities(run / "similarities" / "wds_cars.h5")
     assert entry["metrics"] == sorted(sims.matrices) == sorted(matrices)
-    rows = [k for k, m in enumerate(sims.model_ids) if "@" in m]
+    rows = [sims.model_ids.index(f"model_{i}") for i in (0, 1)]
+    rows = [rows[0], *range(6, 10), rows[1], 10, 11]
+    assert [sims.model_ids[k].split("@")[0] for k in rows] == ["model_0"] * 5 + ["model_1"] * 3
     for metric, matrix in sims.matrices.items():
         np.testing.assert_allclose(np.array(matrices[metric], dtype=float),
                                    matrix[np.ix_(rows, rows)], atol=5e-5)

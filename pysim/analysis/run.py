@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pysim.analysis import aggregate, agreement, anchors, clusters, consistency, domains, embedding
+from pysim.analysis import (
+    aggregate,
+    agreement,
+    anchors,
+    clusters,
+    consistency,
+    domains,
+    embedding,
+    layers,
+)
 from pysim.analysis.stack import align, finite_models, read_all
 from pysim.analysis.transforms import transform_similarities
 from pysim.config import CATEGORY_COLUMNS, load_dataset_info, load_models
@@ -51,7 +60,10 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     opt = Options(permutations, bootstrap, seed, num_clusters, transform, anchor_models)
     models = load_models(models_path)
     info = load_dataset_info(dataset_info_path) if dataset_info_path else None
-    stack = align(read_all(similarity_paths), model_order=list(models))
+    files = read_all(similarity_paths)
+    layer_tables = layers.layer_outputs([sims for _, sims in files], models)
+    # the per-model analyses see primary representations only (ids without '@')
+    stack = align([(p, layers.primary_only(s)) for p, s in files], model_order=list(models))
     unknown = [a for a in anchor_models or [] if a not in stack.model_ids]
     if unknown:
         raise InputError(f"anchor models not present in every dataset: {', '.join(unknown)}")
@@ -81,6 +93,7 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     outputs["clusters_ari.csv"] = clusters.cluster_agreement(cluster_rows)
     outputs["metric_agreement.csv"] = agreement.metric_agreement(stack.datasets, stack.matrices)
     outputs.update(anchor_outputs(parts["anchors"], transform))
+    outputs.update(layer_tables)
     return outputs
 
 

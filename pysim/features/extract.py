@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pysim.config import SPLIT_NAMES, ModelEntry, dataset_dir, load_models
+from pysim.config import SPLIT_NAMES, ModelEntry, dataset_dir, load_models, representation_id
 from pysim.data import SplitReader, build_loader, index_split
 from pysim.errors import InputError
 from pysim.feature_writer import FEATURE_DTYPES, FeatureWriter
@@ -111,7 +111,24 @@ def _forward(extractor, images, oom_above: int | None):
         raise torch.cuda.OutOfMemoryError(
             f"CUDA out of memory (test hook {TEST_OOM_ENV}={oom_above}: batch of "
             f"{images.shape[0]})")
+    if getattr(extractor, "multi", False):  # every module from one forward pass
+        return extractor.features(images)
     return extractor(images)
+
+
+def _to_host(feats, store) -> tuple[np.ndarray, int, int]:
+    """A batch's features on the host in the stored dtype, #non-finite rows, #float16 overflows."""
+    import torch
+
+    feats = feats.float()
+    finite = torch.isfinite(feats).all(dim=1)
+    # off the device every batch: GPU memory stays at model + one batch
+    stored_cpu = feats.to(store).cpu().numpy()
+    finite_cpu = finite.cpu().numpy()
+    overflow = 0
+    if store is not torch.float32:
+        overflow = int((finite_cpu & ~np.isfinite(stored_cpu).all(axis=1)).sum())
+    return stored_cpu, int((~finite_cpu).sum()), overflow
 
 
 def _reader_and_loader(index, preprocess, opts: ExtractOptions):
@@ -142,8 +159,9 @@ def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
 
     Each batch's features leave the device at once (as float32, or float16 with
     opts.feature_dtype) and go to `sink.append(features, targets, keys)` (a
-    feature_writer.SplitWriter streams them to disk); without a sink they are collected on
-    the host and returned. Returns (SplitFeatures or None with a sink, #skipped samples).
+    feature_writer.SplitWriter streams them to disk; a multi-module extractor needs a dict
+    module -> sink); without a sink they are collected on the host and returned.
+    Returns (SplitFeatures or None with a sink, #skipped samples).
     """
     import torch
     from tqdm import tqdm
@@ -176,18 +194,14 @@ def extract_split(extractor, preprocess, split_path: Path, opts: ExtractOptions,
             images = images.to(opts.device, non_blocking=True)
             if opts.device.startswith("cuda"):
                 images = images.contiguous(memory_format=torch.channels_last)
-            feats = _forward(extractor, images, oom_above).float()
-            finite = torch.isfinite(feats).all(dim=1)
-            stored = feats.to(store)
-            # off the device every batch: GPU memory stays at model + one batch
-            stored_cpu = stored.cpu().numpy()
-            finite_cpu = finite.cpu().numpy()
-            n_nonfinite += int((~finite_cpu).sum())
-            if store is not torch.float32:
-                n_overflow += int((finite_cpu & ~np.isfinite(stored_cpu).all(axis=1)).sum())
-            del images, feats, stored, finite
+            outs = _forward(extractor, images, oom_above)
+            del images
             pos = pos.tolist()
-            sink.append(stored_cpu, [index.label[i] for i in pos], [index.keys[i] for i in pos])
+            targets, keys = [index.label[i] for i in pos], [index.keys[i] for i in pos]
+            for name, feats in (outs.items() if isinstance(outs, dict) else [(None, outs)]):
+                stored_cpu, nonfinite, overflow = _to_host(feats, store)
+                n_nonfinite, n_overflow = n_nonfinite + nonfinite, n_overflow + overflow
+                (sink[name] if isinstance(sink, dict) else sink).append(stored_cpu, targets, keys)
             n_good += len(pos)
     if not n_good:
         raise InputError(f"split {split_path}: no sample could be decoded")
@@ -244,15 +258,56 @@ def extract(models_file: str | os.PathLike, model_id: str, dataset_root: str | o
 
         preprocess = tensor_preprocess(preprocess)
         attrs["decode_steps"] = preprocess.describe()
+    attrs.update(dataset=dataset, model_name=entry.model_name,
+                 token_extraction=extractor.token_extraction or "", precision=opts.precision,
+                 device=opts.device, batch_size=opts.batch_size,
+                 feature_dtype=opts.feature_dtype)
+    if entry.multi:
+        return _extract_modules(entry, extractor, preprocess, ddir, splits, out, opts, attrs)
     with FeatureWriter(out, dtype=opts.feature_dtype) as writer:
         for split in splits:
             _, attrs[f"n_skipped_{split}"] = extract_split(
                 extractor, preprocess, ddir / split, opts,
                 desc=f"{model_id} {dataset} {split}", sink=writer.split(split))
-        attrs.update(model_id=model_id, dataset=dataset, module_name=entry.module_name,
-                     model_name=entry.model_name,
-                     token_extraction=extractor.token_extraction or "",
-                     precision=opts.precision, device=opts.device, batch_size=opts.batch_size,
-                     feature_dtype=opts.feature_dtype, **extractor.provenance)
-        writer.set_attrs(attrs)
+        writer.set_attrs(_single_attrs(entry, extractor, attrs))
+    return Path(out)
+
+
+def _single_attrs(entry: ModelEntry, extractor, attrs: dict) -> dict:
+    """Root attributes of a single-module file, in the order of earlier versions."""
+    pooling = {"pooling": extractor.poolings.get(extractor.module_name, "none")} \
+        if entry.pooling else {}
+    head = {k: v for k, v in attrs.items() if k.startswith(("decode", "n_skipped_"))}
+    return {**head, "model_id": entry.model_id, "dataset": attrs["dataset"],
+            "module_name": entry.module_name, "model_name": entry.model_name,
+            **{k: attrs[k] for k in ("token_extraction", "precision", "device", "batch_size",
+                                     "feature_dtype")}, **pooling, **extractor.provenance}
+
+
+def representation_paths(entry: ModelEntry, modules: list[str], out: str | os.PathLike
+                         ) -> dict[str, Path]:
+    """module -> features file in the folder `out`: `<rep id>.h5` (primary: `<model_id>.h5`)."""
+    return {m: Path(out) / f"{representation_id(entry.model_id, m, k == 0)}.h5"
+            for k, m in enumerate(modules)}
+
+
+def _extract_modules(entry: ModelEntry, extractor, preprocess, ddir: Path, splits: list[str],
+                     out: str | os.PathLike, opts: ExtractOptions, attrs: dict) -> Path:
+    """One forward pass per batch; one features file per module in the folder `out`."""
+    paths = representation_paths(entry, extractor.module_names, out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        writers = {m: stack.enter_context(FeatureWriter(p, dtype=opts.feature_dtype))
+                   for m, p in paths.items()}
+        for split in splits:
+            sinks = {m: w.split(split) for m, w in writers.items()}
+            _, attrs[f"n_skipped_{split}"] = extract_split(
+                extractor, preprocess, ddir / split, opts,
+                desc=f"{entry.model_id} {attrs['dataset']} {split}", sink=sinks)
+        for module, writer in writers.items():
+            writer.set_attrs({**attrs, "model_id": paths[module].stem,
+                              "base_model_id": entry.model_id, "module_name": module,
+                              "modules": list(extractor.module_names),
+                              "pooling": extractor.poolings.get(module, "none"),
+                              **extractor.provenance})
     return Path(out)

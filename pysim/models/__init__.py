@@ -23,7 +23,7 @@ from typing import Any
 
 from pysim.config import ModelEntry
 from pysim.errors import InputError
-from pysim.models.extractor import FeatureExtractor, token_mode
+from pysim.models.extractor import FeatureExtractor, expand_modules, token_mode
 from pysim.models.resolve import Resolution, check_weights, resolve, resolve_report, weights_path
 from pysim.registry import MODEL_LOADERS, load
 
@@ -143,6 +143,8 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
         raise InputError(f"model '{entry.model_id}': cannot load {res.loader} '{res.name}' "
                          f"from {res.weight_source}: {type(exc).__name__}: {first[:300]}") from None
     model.eval()
-    extractor = FeatureExtractor(model, entry.module_name, forward, tokens, n_prefix,
-                                 provenance(entry, res, model, preprocess))
+    modules = expand_modules(model, entry.modules)
+    extractor = FeatureExtractor(model, modules[0], forward, tokens, n_prefix,
+                                 provenance(entry, res, model, preprocess), modules=modules,
+                                 pooling=entry.pooling, multi=entry.multi)
     return model, preprocess, extractor

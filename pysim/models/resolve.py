@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pysim.config import ModelEntry
+from pysim.config import ModelEntry, is_pattern
 from pysim.errors import InputError
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import SSL_MODELS
@@ -260,6 +260,19 @@ def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Res
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 
 
+def representations(entry: ModelEntry) -> str:
+    """A layer-wise entry's representation ids (primary first); patterns are expanded against
+    the model's own modules at extraction, listed here as given."""
+    ids = []
+    for k, module in enumerate(entry.modules):
+        if not is_pattern(module):
+            ids.append(entry.model_id if k == 0 else f"{entry.model_id}@{module}")
+        else:
+            first = " (first match: the primary)" if k == 0 else ""
+            ids.append(f"{entry.model_id}@{module} (pattern, expanded at extraction{first})")
+    return ", ".join(ids)
+
+
 def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | None
                  ) -> tuple[list[str], dict[str, Resolution], dict[str, str]]:
     """Report lines, the resolutions, and the reason of each model that cannot be resolved."""
@@ -277,6 +290,8 @@ def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | No
         tag = f" [{res.tag}]" if res.tag else ""
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
                      f" ({state})")
+        if entry.multi:
+            lines.append(f"    representations: {representations(entry)}")
     header = f"resolve: {len(models) - len(failed)}/{len(models)} models"
     return [header, *lines], resolved, failed
 

@@ -25,17 +25,30 @@ def rounded(matrix: np.ndarray) -> list[list[float | None]]:
     return [[float(v) if np.isfinite(v) else None for v in row] for row in values]
 
 
-def split_layers(sims: Similarities) -> tuple[Similarities, Similarities | None]:
-    """Whole-model rows, and layer rows (ids `<model_id>@<module>`) if the file has any."""
+def split_layers(sims: Similarities, models: Mapping[str, ModelEntry] | None = None
+                 ) -> tuple[Similarities, Similarities | None]:
+    """Whole-model rows, and layer rows if the file has any: every `<model_id>@<module>` id
+    and, first in its model's group, the primary row of such a model, labelled
+    `<model_id>@<its first module>` (the table's; `primary` without a table)."""
     whole = [k for k, m in enumerate(sims.model_ids) if LAYER_SEP not in m]
-    layer = [k for k, m in enumerate(sims.model_ids) if LAYER_SEP in m]
+    bases = {m.split(LAYER_SEP, 1)[0] for m in sims.model_ids if LAYER_SEP in m}
+    layer = [k for k, m in enumerate(sims.model_ids) if m in bases] + \
+        [k for k, m in enumerate(sims.model_ids) if LAYER_SEP in m]
+    order = list(dict.fromkeys(m.split(LAYER_SEP, 1)[0] for m in sims.model_ids))
+    layer.sort(key=lambda k: order.index(sims.model_ids[k].split(LAYER_SEP, 1)[0]))
 
-    def part(rows: list[int]) -> Similarities:
-        return Similarities(sims.dataset, [sims.model_ids[k] for k in rows],
+    def label(model_id: str) -> str:
+        if LAYER_SEP in model_id:
+            return model_id
+        entry = (models or {}).get(model_id)
+        return f"{model_id}{LAYER_SEP}{entry.modules[0] if entry else 'primary'}"
+
+    def part(rows: list[int], name=lambda m: m) -> Similarities:
+        return Similarities(sims.dataset, [name(sims.model_ids[k]) for k in rows],
                             {k: v[np.ix_(rows, rows)] for k, v in sims.matrices.items()},
                             sims.metric_attrs)
 
-    return part(whole), (part(layer) if layer else None)
+    return part(whole), (part(layer, label) if layer else None)
 
 
 def model_categories(ids: Sequence[str], models: Mapping[str, ModelEntry] | None

@@ -82,7 +82,7 @@ def collect(results_dir: str | os.PathLike, models_path: str | os.PathLike | Non
 
     res.similarity_paths = sorted((root / "similarities").glob("*.h5"))
     if res.similarity_paths:
-        parts = [split_layers(s) for _, s in read_all(res.similarity_paths)]
+        parts = [split_layers(s, res.models) for _, s in read_all(res.similarity_paths)]
         res.similarities = [whole for whole, _ in parts if whole.model_ids]
         res.layers = [layer for _, layer in parts if layer is not None]
     else:
