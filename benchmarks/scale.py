@@ -35,44 +35,7 @@ MIB = 1 << 20
 # 16 / THREADS such tasks per 16-core node)
 THREADS = 1
 
-# the child: warm-up run, reset of the peak-RSS mark, timed real run (a fresh process per point)
-CHILD = r"""
-import json, runpy, sys, time
-
-def run(argv):
-    if argv[0] == "-c":
-        exec(argv[1], {"__name__": "__point__", "argv": argv[2:]})
-        return
-    sys.argv = argv
-    try:
-        runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as exc:
-        if exc.code:
-            raise
-
-def field(path, name):
-    with open(path) as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(name))
-
-def cuda():
-    torch = sys.modules.get("torch")
-    return torch.cuda if torch is not None and torch.cuda.is_initialized() else None
-
-warm, real = json.loads(sys.argv[1])
-run(warm)
-if cuda():
-    cuda().reset_peak_memory_stats()
-base = field("/proc/self/status", "VmRSS:") * 1024
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-read0, t0 = field("/proc/self/io", "rchar:"), time.perf_counter()
-run(real)
-seconds = time.perf_counter() - t0
-print("POINT " + json.dumps({"seconds": seconds, "base": base,
-      "peak": field("/proc/self/status", "VmHWM:") * 1024,
-      "read": field("/proc/self/io", "rchar:") - read0,
-      "gpu": cuda().max_memory_allocated() if cuda() else 0}))
-"""
+CHILD = HERE / "peak_child.py"  # one point per fresh process
 
 # the similarity stage's reads of one features file: digests of keys/targets, the subset's rows
 READ_SUBSET = """
@@ -104,7 +67,7 @@ def measure(warm: list[str], real: list[str]) -> dict:
     """Seconds, peak RSS above the warm baseline and bytes read of one run, in a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(THREADS),
            "MKL_NUM_THREADS": str(THREADS)}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps([warm, real])],
+    proc = subprocess.run([sys.executable, str(CHILD), json.dumps([warm, real])],
                           capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(f"point failed: {real}\n{proc.stderr[-3000:]}")

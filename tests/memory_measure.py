@@ -10,37 +10,9 @@ from pathlib import Path
 
 import pytest
 
-# Runs bin/<stage> twice in one fresh process: first on tiny inputs (warming up the runtime:
-# imports, torch kernels), then, after resetting the kernel's peak-RSS mark, on the real inputs.
-# Prints the RSS at the reset, the peak RSS after it and the bytes read by the real run.
-MEASURE = r"""
-import json, runpy, sys
-
-def run(argv):
-    sys.argv = argv
-    try:
-        runpy.run_path(argv[0], run_name="__main__")
-    except SystemExit as exc:
-        if exc.code:
-            raise
-
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field + ":"))
-
-def rchar():
-    with open("/proc/self/io") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("rchar:"))
-
-warm, real = json.loads(sys.argv[1])
-run(warm)
-base = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-read0 = rchar()
-run(real)
-print("MEASURE " + json.dumps({"base": base, "peak": status("VmHWM"), "read": rchar() - read0}))
-"""
+# the same child as benchmarks/scale.py: runs bin/<stage> on tiny inputs (imports, kernels),
+# resets the kernel's peak-RSS mark, then runs it on the real inputs
+CHILD = Path(__file__).resolve().parents[1] / "benchmarks" / "peak_child.py"
 
 
 def peak_memory(warm: list[str], real: list[str]) -> dict[str, int]:
@@ -48,9 +20,9 @@ def peak_memory(warm: list[str], real: list[str]) -> dict[str, int]:
     if not (os.access("/proc/self/clear_refs", os.W_OK) and Path("/proc/self/io").exists()):
         pytest.skip("needs Linux /proc/self/clear_refs and /proc/self/io")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", MEASURE, json.dumps([warm, real])],
+    proc = subprocess.run([sys.executable, str(CHILD), json.dumps([warm, real])],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("MEASURE "))
-    result = json.loads(line.removeprefix("MEASURE "))
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("POINT "))
+    result = json.loads(line.removeprefix("POINT "))
     return {"extra": result["peak"] - result["base"], "read": result["read"]}
