@@ -141,6 +141,16 @@ def test_resolve_lists_the_representations(tmp_path):
                                 one={**VIT, "module_name": "norm"}))
     lines = resolve_report(models).splitlines()
     reps = [line for line in lines if "representations:" in line]
-    assert len(reps) == 1
-    assert reps[0].strip() == ("representations: v, v@blocks.* (pattern, expanded at "
-                               "extraction)")
+    assert len(reps) == 1  # the pattern is expanded against the architecture (depth 4)
+    depth = VIT["model_parameters"]["model_kwargs"]["depth"]
+    expected = ["v"] + [f"v@blocks.{k}" for k in range(depth)]
+    assert reps[0].strip() == "representations: " + ", ".join(expected)
+
+
+def test_resolve_fails_on_a_pattern_that_matches_no_module(tmp_path):
+    from pysim.models.resolve import resolve_report
+
+    models = load_models(_table(tmp_path, v={**VIT, "module_name": ["norm", "stages.*"]},
+                                ok={**VIT, "module_name": ["norm", "blocks.1"]}))
+    with pytest.raises(InputError, match=r"1 of 2 models cannot be resolved: v$"):
+        resolve_report(models)

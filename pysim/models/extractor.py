@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pysim.config import module_matches
+from pysim.config import is_pattern, module_matches
 from pysim.errors import InputError
 
 TOKEN_MODES = ("cls_token", "avg_pool", "cls_token+avg_pool")
@@ -36,15 +36,19 @@ def expand_modules(model: torch.nn.Module, names: Sequence[str]) -> list[str]:
     """Module names with each pattern (`blocks.*`: per dotted part) replaced by the model's
     matching modules, in the model's order."""
     known = [n for n, _ in model.named_modules() if n]
+    return expand_module_names(known, names, type(model).__name__)
+
+
+def expand_module_names(known: Sequence[str], names: Sequence[str], owner: str) -> list[str]:
+    """`names` with each pattern replaced by the matching names of `known` (in their order)."""
     out: list[str] = []
     for name in names:
-        if not any(c in name for c in "*?["):
+        if not is_pattern(name):
             out.append(name)
             continue
         hits = [n for n in known if module_matches(n, name)]
         if not hits:
-            raise InputError(f"module pattern '{name}' matches no module of "
-                             f"{type(model).__name__}")
+            raise InputError(f"module pattern '{name}' matches no module of {owner}")
         out.extend(hits)
     return list(dict.fromkeys(out))
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pysim.config import ModelEntry, is_pattern
+from pysim.config import ModelEntry, is_pattern, representation_id
 from pysim.errors import InputError
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import SSL_MODELS
@@ -260,17 +260,38 @@ def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Res
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 
 
+def architecture_modules(entry: ModelEntry) -> tuple[list[str], str]:
+    """Every module name of the entry's architecture and its class name, built without weights:
+    on the meta device (no memory, no init cost) where the source allows, else seeded on the CPU."""
+    import torch
+
+    from pysim.registry import MODEL_LOADERS
+
+    arch = replace(entry, pretrained=False, weights=None)
+    res = resolve(arch)
+    build = load(MODEL_LOADERS, res.loader)
+    try:
+        with torch.device("meta"):
+            model = build(arch, res)[0]
+    except Exception:  # noqa: BLE001 - a source that moves tensors to the CPU while building
+        model = build(arch, res)[0]
+    return [n for n, _ in model.named_modules() if n], type(model).__name__
+
+
 def representations(entry: ModelEntry) -> str:
-    """A layer-wise entry's representation ids (primary first); patterns are expanded against
-    the model's own modules at extraction, listed here as given."""
-    ids = []
-    for k, module in enumerate(entry.modules):
-        if not is_pattern(module):
-            ids.append(entry.model_id if k == 0 else f"{entry.model_id}@{module}")
-        else:
-            first = " (first match: the primary)" if k == 0 else ""
-            ids.append(f"{entry.model_id}@{module} (pattern, expanded at extraction{first})")
-    return ", ".join(ids)
+    """A layer-wise entry's representation ids (primary first), patterns expanded against the
+    architecture's own modules, as extraction will expand them (InputError: none match)."""
+    from pysim.models.extractor import expand_module_names
+
+    modules = list(entry.modules)
+    if any(is_pattern(m) for m in modules):
+        try:
+            known, owner = architecture_modules(entry)
+        except Exception as exc:  # noqa: BLE001 - e.g. a torch.hub repo not cached here
+            return (f"module_name {modules} not expanded: cannot build the architecture "
+                    f"here ({type(exc).__name__}: {str(exc).strip()[:200]})")
+        modules = expand_module_names(known, modules, owner)
+    return ", ".join(representation_id(entry.model_id, m, k == 0) for k, m in enumerate(modules))
 
 
 def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | None
@@ -291,7 +312,11 @@ def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | No
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
                      f" ({state})")
         if entry.multi:
-            lines.append(f"    representations: {representations(entry)}")
+            try:
+                lines.append(f"    representations: {representations(entry)}")
+            except InputError as exc:
+                failed[model_id] = str(exc)
+                lines.append(f"    representations: UNRESOLVED: {exc}")
     header = f"resolve: {len(models) - len(failed)}/{len(models)} models"
     return [header, *lines], resolved, failed
 
