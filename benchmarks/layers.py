@@ -102,11 +102,17 @@ def project(last: dict, slope: float) -> None:
     m, n = 768, 10_000
     cpu = last["seconds"] * (m / last["m"]) ** slope * (n / last["n"]) ** 2
     flop = 2 * (2 * m) ** 2 * n * n + 2 * m * m * n * (n - 1) / 2 + 2 * 2 * m * n * n * 768
-    plan = plan_memory(120 * 2**30, m, n, n_stacked=2, n_spearman=1, median=False)
+    cpu_plan = plan_memory(120 * 2**30, m, n, n_stacked=2, n_spearman=1, median=False)
+    gpu_plan = plan_memory(120 * 2**30, m, n, n_stacked=2, n_spearman=1, median=False,
+                           recompute_ranks=True)
+    # the GPU plan recomputes every model's Gram matrix (d = 768) and ranks once per slice
+    flop += gpu_plan.rank_slices * m * 2 * n * n * 768
     ranks = 4 * n * (n - 1) // 2 * m
     print(json.dumps({"projected_cpu_hours_this_machine": round(cpu / 3600, 1),
                       "flop": f"{flop:.2e}", "gpu_seconds_at_20_tflops": round(flop / 20e12),
-                      "plan_120GB": plan.__dict__, "spearman_rank_bytes_gb": ranks / 1e9,
+                      "plan_120GB_cpu": cpu_plan.__dict__, "plan_120GB_gpu": gpu_plan.__dict__,
+                      "spearman_rank_bytes_gb": ranks / 1e9,
+                      "sorts_of_rank_vectors_gpu": gpu_plan.rank_slices * m,
                       "cores": os.cpu_count()}))
 
 

@@ -55,6 +55,32 @@ def test_small_budget_plans_streaming_and_too_small_is_bad_input():
         plan_memory(100_000, m=4, n=203, n_stacked=5, n_spearman=1, median=True)
 
 
+def test_gpu_plan_recomputes_rank_slices_within_the_budget():
+    budget, m, n = 2 * 10**6, 32, 203
+    plan = plan_memory(budget, m=m, n=n, n_stacked=0, n_spearman=1, median=False,
+                       recompute_ranks=True)
+    pairs = n * (n - 1) // 2
+    assert not plan.spill_ranks and not plan.cache_grams and plan.rank_slices > 1
+    width = -(-pairs // plan.rank_slices)  # one slice of every model's int32 ranks
+    pass1 = 4 * n * n + plan.chunk * n * 64 + 28 * pairs
+    assert pass1 + 4 * m * width + 8 * m * plan.columns <= 0.8 * budget
+    roomy = plan_memory(2**34, m=m, n=n, n_stacked=0, n_spearman=1, median=False,
+                        recompute_ranks=True)
+    assert roomy.rank_slices == 1  # ranks that fit are computed once and kept
+
+
+def test_recomputed_rank_slices_equal_stored_ranks():
+    feats = models()
+    spearman = [s for s in METRICS if s.corr_method == "spearman"] + [METRICS[0]]
+    kept = compute_similarities(feats, spearman)  # ranks held in memory, CKA in one pass
+    spilled = compute_similarities(feats, spearman, plan=MemoryPlan(17, 29, False, True, 1000))
+    sliced = compute_similarities(feats, spearman, plan=MemoryPlan(
+        17, 29, False, False, 1000, rank_slices=7))
+    np.testing.assert_allclose(sliced[spearman[0].id], kept[spearman[0].id], atol=1e-12, rtol=0)
+    for key in kept:  # the streamed CKA path alike
+        np.testing.assert_allclose(sliced[key], spilled[key], atol=1e-12, rtol=0, err_msg=key)
+
+
 def test_memory_bounded_path_equals_in_memory_path(caplog):
     feats = models()
     full = compute_similarities(feats, METRICS)

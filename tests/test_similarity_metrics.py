@@ -25,6 +25,9 @@ ALL_METRICS = [
 # small blocks that divide nothing: 157 rows in blocks of 37, float64 chunks of 23 rows,
 # Spearman ranks spilled to files and multiplied 1000 entries at a time
 SMALL_PLAN = MemoryPlan(chunk=23, block=37, cache_grams=False, spill_ranks=True, columns=1000)
+# the GPU plan for ranks that do not fit: recomputed for each of 5 column slices
+SLICED_PLAN = MemoryPlan(chunk=23, block=37, cache_grams=False, spill_ranks=False, columns=1000,
+                         rank_slices=5)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,7 +53,8 @@ def related_models(n: int, widths: list[int], seed: int = 0) -> dict[str, np.nda
     return out
 
 
-@pytest.mark.parametrize("plan", [None, SMALL_PLAN], ids=["in_memory", "small_blocks"])
+@pytest.mark.parametrize("plan", [None, SMALL_PLAN, SLICED_PLAN],
+                         ids=["in_memory", "small_blocks", "rank_slices"])
 def test_every_metric_matches_float64_reference(case, plan):
     feats, ref = case
     got = compute_similarities(feats, ALL_METRICS, plan=plan)

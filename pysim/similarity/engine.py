@@ -39,13 +39,17 @@ class MemoryPlan:
     spill_ranks: bool   # Spearman rank vectors go to temporary files instead of memory
     columns: int = 1 << 22  # vector entries per chunk when multiplying stored vectors
     store: bool = False  # keep every model's whole centred matrices (float32): no pass 2
+    rank_slices: int = 1  # > 1: Spearman ranks recomputed per column slice, never stored
 
 
 def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
-                median: bool) -> MemoryPlan:
+                median: bool, recompute_ranks: bool = False) -> MemoryPlan:
     """Choose block sizes so that the engine's own allocations stay within `budget` bytes.
 
     A fifth of the budget is left as headroom for allocator overhead and small temporaries.
+    Spearman rank vectors that do not fit are spilled to temporary files, or with
+    `recompute_ranks` (on a GPU, where ranking is cheap and local disk small) recomputed for
+    each column slice of the m x pairs rank matrix that fits.
     """
     budget = int(budget * 0.8)
     pairs = n * (n - 1) // 2
@@ -62,6 +66,8 @@ def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
                          f"({budget / 2**20:.0f} MiB available)")
     rank_all = 4 * pairs * m * n_spearman
     spill = pass1 + rank_all > budget
+    if spill and recompute_ranks:
+        return _recompute_plan(budget, m, n, pass1, pairs, chunk, row_bytes, n_stacked)
     columns = int(np.clip((budget - (0 if spill else rank_all)) // 4 // (m * 12), 1024, 1 << 20))
     stored = 4 * n * n * m * n_stacked
     store = n_stacked > 0 and pass1 + 32 * n * n + stored + (0 if spill else rank_all) \
@@ -73,6 +79,18 @@ def plan_memory(budget: int, m: int, n: int, n_stacked: int, n_spearman: int,
     block = int(np.clip(left // row_bytes, 1, n)) if n_stacked else n
     return MemoryPlan(chunk=chunk, block=block, cache_grams=cache_grams, spill_ranks=spill,
                       columns=columns, store=store)
+
+
+def _recompute_plan(budget: int, m: int, n: int, pass1: int, pairs: int, chunk: int,
+                    row_bytes: int, n_stacked: int) -> MemoryPlan:
+    """Spearman ranks recomputed per column slice: two thirds of what pass 1 leaves hold one
+    slice of every model's ranks (int32), a third the float64 product buffer; nothing cached."""
+    room = budget - pass1
+    width = max(1024, room * 2 // 3 // (4 * m))
+    columns = int(np.clip(room // 3 // (8 * m), 1024, 1 << 20))
+    block = int(np.clip(room // row_bytes, 1, n)) if n_stacked else n
+    return MemoryPlan(chunk=chunk, block=block, cache_grams=False, spill_ranks=False,
+                      columns=columns, store=False, rank_slices=-(-pairs // width))
 
 
 def _normalised_products(acc: torch.Tensor) -> np.ndarray:
@@ -103,7 +121,8 @@ class _Engine:
         median = any(s.method == "cka" and s.kernel == "rbf" and s.sigma_mode == "median"
                      for s in specs)
         self.plan = plan or plan_memory(budget, self.m, self.n, len(self.stacked),
-                                        len(self.spearman), median)
+                                        len(self.spearman), median,
+                                        recompute_ranks=self.device.type == "cuda")
         log.info("memory plan: %s", self.plan)
         self.infos: list[ModelInfo] = []
         self.grams: list[torch.Tensor] = []
@@ -134,6 +153,9 @@ class _Engine:
             start = self._stage("per-model statistics", start)
             out = {key: self.products(vectors.pop(key)) for key in list(vectors)}
             start = self._stage("products of stored vectors", start)
+        if self.plan.rank_slices > 1:
+            out.update({s.id: self.recomputed_rank_products(s) for s in self.spearman})
+            start = self._stage("products of recomputed ranks", start)
         if not self.plan.store:
             out.update(self.pass2())
             self._stage("streamed pair products", start)
@@ -146,7 +168,8 @@ class _Engine:
     def pass1(self, spill_dir: Path) -> dict[str, list]:
         """Per model: Gram matrix, statistics of every metric, Spearman rank vectors (and with
         plan.store the whole centred matrices, flattened to float32)."""
-        vectors: dict[str, list] = {s.id: [] for s in self.spearman}
+        recompute = self.plan.rank_slices > 1
+        vectors: dict[str, list] = {} if recompute else {s.id: [] for s in self.spearman}
         if self.plan.store:
             vectors.update({key: [] for key in self.stacked})
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
@@ -172,7 +195,7 @@ class _Engine:
                 if reason:
                     self.bad[metric_id].add(a)
                     self.reasons[(metric_id, a)] = reason
-            for k, spec in enumerate(self.spearman):
+            for k, spec in enumerate([] if recompute else self.spearman):
                 r = self._ranks(spec, a, g)
                 if self.plan.spill_ranks:
                     path = spill_dir / f"{k}_{a}.int32"
@@ -197,6 +220,27 @@ class _Engine:
         first = vectors[0]
         count = len(first) if isinstance(first, torch.Tensor) else self.n * (self.n - 1) // 2
         acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
+        self._accumulate(acc, vectors, count)
+        return _normalised_products(acc)
+
+    def recomputed_rank_products(self, spec: MetricSpec) -> np.ndarray:
+        """Spearman products without storing every rank vector: for each column slice, every
+        model's ranks are recomputed from its Gram matrix and the slice is kept."""
+        pairs = self.n * (self.n - 1) // 2
+        width = -(-pairs // self.plan.rank_slices)
+        acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
+        part = torch.empty(self.m, width, dtype=torch.int32, device=self.device)
+        slices = range(0, pairs, width)
+        for lo in tqdm(slices, desc=f"{spec.id} rank slices", disable=not self.progress):
+            hi = min(lo + width, pairs)
+            for a in range(self.m):
+                part[a, :hi - lo] = self._ranks(spec, a, self.gram(a))[lo:hi]
+            self._accumulate(acc, list(part[:, :hi - lo]), hi - lo)
+        return _normalised_products(acc)
+
+    def _accumulate(self, acc: torch.Tensor, vectors: list, count: int) -> None:
+        """acc += V V^T of the m vectors (tensors or int32 files of `count` entries), over
+        column chunks converted to float64."""
         step = min(self.plan.columns, count)
         buf = torch.empty(self.m, step, dtype=torch.float64, device=self.device)
         for start in range(0, count, step):
@@ -210,7 +254,6 @@ class _Engine:
                 else:
                     part[a].copy_(vec[start:start + width])
             acc += part @ part.T
-        return _normalised_products(acc)
 
     def pass2(self) -> dict[str, np.ndarray]:
         if not self.stacked:
