@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +282,7 @@ class Similarities:
     model_ids: list[str]
     matrices: dict[str, np.ndarray]
     metric_attrs: dict[str, dict[str, Any]]
+    module_names: dict[str, str] = field(default_factory=dict)  # id -> module (if recorded)
 
 
 def write_similarities(path: str | os.PathLike, sims: Similarities,
@@ -291,6 +292,9 @@ def write_similarities(path: str | os.PathLike, sims: Similarities,
         f.attrs["dataset"] = sims.dataset
         f.attrs["model_ids"] = _attr(list(sims.model_ids))
         f.attrs["pysim_version"] = __version__
+        if sims.module_names:
+            f.attrs["module_names"] = _attr([sims.module_names.get(m, "")
+                                             for m in sims.model_ids])
         for key, value in (attrs or {}).items():
             f.attrs[key] = _attr(value)
         for metric_id, matrix in sims.matrices.items():
@@ -309,9 +313,11 @@ def read_similarities(path: str | os.PathLike) -> Similarities:
                 matrices[metric_id] = d[()]
                 metric_attrs[metric_id] = {k: _unattr(v) for k, v in d.attrs.items()}
             dataset = str(_unattr(f.attrs["dataset"]))
+            names = [str(m) for m in _unattr(f.attrs.get("module_names", []))]
     except (OSError, KeyError) as exc:
         raise InputError(f"{path}: not a readable similarity file ({exc})") from None
-    return Similarities(dataset, model_ids, matrices, metric_attrs)
+    modules = {m: name for m, name in zip(model_ids, names, strict=False) if name}
+    return Similarities(dataset, model_ids, matrices, metric_attrs, modules)
 
 
 # --- subset files -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sim_reference import normalise
 
 from pysim.analysis.layers import group_layers
 from pysim.config import MetricSpec, load_models
-from pysim.io import Similarities, write_similarities
+from pysim.io import Similarities, read_similarities, write_similarities
 from pysim.similarity.engine import compute_similarities
 from pysim.stages.consistency import run_consistency
 
@@ -59,7 +59,10 @@ def study(tmp_path_factory):
         feats[name] = _features(seed)
         mats = compute_similarities(feats[name], [CKA])
         path = root / f"{name}.h5"
-        write_similarities(path, Similarities(name, list(feats[name]), mats, {CKA.id: {}}))
+        # the similarity stage records each file's extracted module (a's primary: blocks.0)
+        modules = {"a": "blocks.0", "b": "blocks.0", "c": "fc"}
+        write_similarities(path, Similarities(name, list(feats[name]), mats, {CKA.id: {}},
+                                              modules))
         paths.append(path)
     out = root / "out"
     out.mkdir()
@@ -71,8 +74,11 @@ def test_layer_order_follows_the_table_then_natural_order(study):
     root, _, feats = study
     groups = group_layers(list(feats["d1"]), load_models(root / "models.json"))
     assert groups["a"].ids == _rep_ids("a") and groups["b"].modules == LAYERS
-    assert groups["a"].modules[0] == "blocks.*" and groups["c"].ids == ["c"]
+    assert groups["a"].modules[0] == "blocks.*" and groups["c"].ids == ["c"]  # table entry
     assert groups["b"].depths == [0, 1 / 3, 2 / 3, 1]
+    named = group_layers(list(feats["d1"]), load_models(root / "models.json"),
+                         read_similarities(root / "d1.h5").module_names)
+    assert named["a"].modules == LAYERS  # the pattern's primary labelled as extracted
 
 
 def test_planted_block_peaks_on_the_diagonal(study):
@@ -98,8 +104,7 @@ def test_correspondence_and_consistency_tables(study):
     ab = corr[(corr.model_1 == "a") & (corr.model_2 == "b")]
     assert len(ab) == 8 and (ab.best_module_2.to_numpy() == LAYERS * 2).all()
     ba = corr[(corr.model_1 == "b") & (corr.model_2 == "a")]
-    assert list(ba.module_1[:4]) == LAYERS and set(ba.best_module_2) == set(
-        ["blocks.*", *LAYERS[1:]])
+    assert list(ba.module_1[:4]) == LAYERS and set(ba.best_module_2) == set(LAYERS)
     cons = pd.read_csv(out / "layer_consistency.csv")
     row = cons[(cons.model_1 == "a") & (cons.model_2 == "b")].iloc[0]
     assert (row.dataset_1, row.dataset_2, row.n_cells) == ("d1", "d2", 16)

@@ -182,7 +182,9 @@ def write_layers(root: Path) -> None:
         full = (x + x.T) / 2
         full[: len(sims.model_ids), : len(sims.model_ids)] = matrix
         mats[metric] = full
-    write_similarities(path, Similarities(sims.dataset, ids, mats, sims.metric_attrs))
+    # model_1's extracted module recorded by the similarity stage; model_0's left to the table
+    write_similarities(path, Similarities(sims.dataset, ids, mats, sims.metric_attrs,
+                                          {"model_1": "pool"}))
 
 
 def test_layer_wise_heatmaps_when_layer_ids_exist(built, tmp_path):
@@ -199,8 +201,9 @@ def test_layer_wise_heatmaps_when_layer_ids_exist(built, tmp_path):
     layers = data["layers"]
     assert list(layers) == ["wds/cars"]
     entry = layers["wds/cars"]
-    # each model's primary row first, labelled with its table module ("head")
-    assert entry["modules"] == {m: ["head", *mods] for m, mods in LAYERS.items()}
+    # each model's primary row first, labelled with its recorded module, else the table's
+    assert entry["modules"] == {"model_0": ["head", *LAYERS["model_0"]],
+                                "model_1": ["pool", *LAYERS["model_1"]]}
     assert entry["rows"] == {"model_0": [0, 1, 2, 3, 4], "model_1": [5, 6, 7]}
     # the matrices: a script of their own, loaded by the page when the dataset is shown
     assert entry["script"] == "assets/layers_0.js"

@@ -70,8 +70,11 @@ def _order_key(entry: ModelEntry | None, module: str | None) -> tuple:
     return (pos, _natural(module))
 
 
-def group_layers(ids: Sequence[str], models: Mapping[str, ModelEntry]) -> dict[str, Layers]:
-    """Every model of `ids` with its representations in depth order (primary first)."""
+def group_layers(ids: Sequence[str], models: Mapping[str, ModelEntry],
+                 module_names: Mapping[str, str] | None = None) -> dict[str, Layers]:
+    """Every model of `ids` with its representations in depth order (primary first). A
+    primary is labelled with its extracted module (`module_names`, from the similarity
+    files), else with its table entry (which may be a pattern)."""
     found: dict[str, list[tuple[str | None, str]]] = {}
     for rep in ids:
         base, sep, module = rep.partition(LAYER_SEP)
@@ -80,7 +83,7 @@ def group_layers(ids: Sequence[str], models: Mapping[str, ModelEntry]) -> dict[s
     for base, reps in found.items():
         entry = models.get(base)
         reps = sorted(reps, key=lambda r: _order_key(entry, r[0]))
-        primary = entry.modules[0] if entry else base
+        primary = (module_names or {}).get(base) or (entry.modules[0] if entry else base)
         out[base] = Layers(base, [r for _, r in reps], [m or primary for m, _ in reps])
     return out
 
@@ -163,7 +166,8 @@ def layer_outputs(files: Sequence[Similarities], models: Mapping[str, ModelEntry
     if not files:
         return {}
     common = [m for m in files[0].model_ids if all(m in s.model_ids for s in files)]
-    pairs = model_pairs(group_layers(common, models))
+    names = {m: name for s in files for m, name in s.module_names.items()}
+    pairs = model_pairs(group_layers(common, models, names))
     matrices = [matrix_rows(s, pairs) for s in files]
     corr = [correspondence_rows(s, pairs) for s in files]
     return {"layer_matrix.csv": _concat(matrices, MATRIX_COLUMNS),

@@ -29,7 +29,8 @@ def split_layers(sims: Similarities, models: Mapping[str, ModelEntry] | None = N
                  ) -> tuple[Similarities, Similarities | None]:
     """Whole-model rows, and layer rows if the file has any: every `<model_id>@<module>` id
     and, first in its model's group, the primary row of such a model, labelled
-    `<model_id>@<its first module>` (the table's; `primary` without a table)."""
+    `<model_id>@<its module>` (as extracted, recorded in the file; else the table's first
+    entry; `primary` without either)."""
     whole = [k for k, m in enumerate(sims.model_ids) if LAYER_SEP not in m]
     bases = {m.split(LAYER_SEP, 1)[0] for m in sims.model_ids if LAYER_SEP in m}
     layer = [k for k, m in enumerate(sims.model_ids) if m in bases] + \
@@ -41,7 +42,8 @@ def split_layers(sims: Similarities, models: Mapping[str, ModelEntry] | None = N
         if LAYER_SEP in model_id:
             return model_id
         entry = (models or {}).get(model_id)
-        return f"{model_id}{LAYER_SEP}{entry.modules[0] if entry else 'primary'}"
+        module = sims.module_names.get(model_id) or (entry.modules[0] if entry else "primary")
+        return f"{model_id}{LAYER_SEP}{module}"
 
     def part(rows: list[int], name=lambda m: m) -> Similarities:
         return Similarities(sims.dataset, [name(sims.model_ids[k]) for k in rows],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class DatasetFeatures:
     dataset: str
     features: dict[str, torch.Tensor]  # model id -> prepared n x d tensor (file order)
     n_total: int  # train samples in each file (before the subset)
+    module_names: dict[str, str] = field(default_factory=dict)  # model id -> extracted module
 
 
 def _check_same(path, model_id: str, attrs: dict, digests: tuple, first: tuple) -> None:
@@ -71,6 +72,7 @@ def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
     if not feature_paths:
         raise InputError("no --features files given")
     features: dict[str, torch.Tensor] = {}
+    modules: dict[str, str] = {}
     first, indices = None, None
     for path in feature_paths:
         attrs = read_attrs(path)
@@ -86,6 +88,8 @@ def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
             _check_same(path, model_id, attrs, digests, first)
         split = read_features(path, "train", rows=indices)
         features[model_id] = prepare_features(split.features, normalize, device)
+        modules[model_id] = str(attrs.get("module_name", ""))
         del split
         log.info("loaded %s (%d x %d)", model_id, *features[model_id].shape)
-    return DatasetFeatures(dataset=str(first[4]), features=features, n_total=first[1])
+    return DatasetFeatures(dataset=str(first[4]), features=features, n_total=first[1],
+                           module_names=modules)

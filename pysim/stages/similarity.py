@@ -34,7 +34,7 @@ def run_similarity(feature_paths: Sequence[str | os.PathLike], metrics_path: str
     matrices = similarities_of_prepared(data.features, metrics, cap, progress)
     metric_attrs = {s.id: {**s.params(), "n_samples": n_samples} for s in metrics}
     sims = Similarities(dataset=data.dataset, model_ids=model_ids, matrices=matrices,
-                        metric_attrs=metric_attrs)
+                        metric_attrs=metric_attrs, module_names=data.module_names)
     write_similarities(out, sims, {"normalize": normalize, "n_samples": n_samples,
                                    "n_total": data.n_total})
     return sims
