@@ -7,7 +7,7 @@ NEXTFLOW ?= nextflow
 DEMO_OUT ?= $(ROOT)/demo-results
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-python setup-nextflow setup-test-system demo test lint clean
+.PHONY: setup setup-python setup-nextflow setup-test-system demo demo-layers test lint clean
 
 setup: setup-python setup-nextflow
 
@@ -26,6 +26,12 @@ demo: setup
 	$(NEXTFLOW) run main.nf -profile test --outdir $(DEMO_OUT) -resume
 	@echo "demo report: $(DEMO_OUT)/report/index.html"
 
+# The demo with a layer-wise model table (module patterns): layer x layer heatmaps in the report
+demo-layers: setup
+	$(NEXTFLOW) run main.nf -profile test --models assets/demo/models_layers.json \
+		--outdir $(DEMO_OUT)-layers -resume
+	@echo "demo report: $(DEMO_OUT)-layers/report/index.html"
+
 test: setup setup-test-system
 	ruff check pysim bin tests benchmarks
 	python -m pytest $(PYTEST_ARGS)
@@ -36,4 +42,4 @@ lint: setup-python
 include mk/containers.mk
 
 clean:
-	rm -rf work .nextflow .nextflow.log* $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf work .nextflow .nextflow.log* $(DEMO_OUT) $(DEMO_OUT)-layers .pytest_cache .ruff_cache

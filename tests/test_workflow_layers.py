@@ -2,30 +2,27 @@
 similarity files with `@` ids, the layer tables, primary-only consistency and probes, and the
 report's layer section."""
 
-import json
-
 import pandas as pd
 import pytest
 from nf_helpers import DEMO, TEST_DATASETS, dataset_key, demo_run_args, run_nf
+from test_report_interactive import page_data
 
 from pysim.io import read_attrs, read_similarities
 
 pytestmark = pytest.mark.slow
 
-LAYERS = {"timm_vit_tiny": ["norm", "blocks.0", "blocks.2"],  # a list: primary norm
-          "dino_vit_small_p16": ["blocks.*"]}  # a pattern: blocks.0 (primary), blocks.1
-IDS = ["timm_vit_tiny", "timm_vit_tiny@blocks.0", "timm_vit_tiny@blocks.2",
-       "dino_vit_small_p16", "dino_vit_small_p16@blocks.1", "openclip_tiny_rn"]
+# the shipped layer-wise demo table (`make demo-layers`): a pattern plus a name, a pattern alone
+# (its first match is the primary), and a single-module entry
+TABLE = DEMO / "models_layers.json"
+IDS = ["timm_vit_tiny", "timm_vit_tiny@blocks.1", "timm_vit_tiny@blocks.2",
+       "timm_vit_tiny@blocks.3", "timm_vit_tiny@norm", "dino_vit_small_p16",
+       "dino_vit_small_p16@blocks.1", "openclip_tiny_rn"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     launch = tmp_path_factory.mktemp("layers")
-    table = json.loads((DEMO / "models.json").read_text())
-    models = {k: {**table[k], "module_name": LAYERS.get(k, table[k]["module_name"])}
-              for k in ("timm_vit_tiny", "dino_vit_small_p16", "openclip_tiny_rn")}
-    inputs = {"models": launch / "models.json", "datasets": launch / "datasets.txt"}
-    inputs["models"].write_text(json.dumps(models, indent=2))
+    inputs = {"models": TABLE, "datasets": launch / "datasets.txt"}
     inputs["datasets"].write_text("".join(f"{d}\n" for d in TEST_DATASETS))
     proc = run_nf(demo_run_args(inputs), cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
@@ -47,7 +44,7 @@ def test_layer_tables_and_primary_only_analyses(run):
     out = run / "consistency"
     corr = pd.read_csv(out / "layer_correspondence.csv")
     vit = corr[(corr.model_1 == "timm_vit_tiny") & (corr.model_2 == "dino_vit_small_p16")]
-    assert set(vit.module_1) == {"norm", "blocks.0", "blocks.2"}
+    assert list(vit.module_1[:5]) == ["blocks.0", "blocks.1", "blocks.2", "blocks.3", "norm"]
     assert set(vit.best_module_2) <= {"blocks.0", "blocks.1"}  # the pattern's primary: blocks.0
     dino = corr[(corr.model_1 == "dino_vit_small_p16") & (corr.model_2 == "timm_vit_tiny")]
     assert set(dino.module_1) == {"blocks.0", "blocks.1"}
@@ -59,5 +56,10 @@ def test_layer_tables_and_primary_only_analyses(run):
 
 
 def test_report_draws_the_layer_section(run):
-    html = (run / "report" / "index.html").read_text()
-    assert "Layer-wise similarity" in html
+    index = run / "report" / "index.html"
+    assert "Layer-wise similarity" in index.read_text()
+    layers = page_data(index)["layers"][TEST_DATASETS[0]]
+    # heatmap axes in depth order, the pattern's primary labelled with its first match
+    assert layers["modules"] == {"timm_vit_tiny": ["blocks.0", "blocks.1", "blocks.2", "blocks.3",
+                                                   "norm"],
+                                 "dino_vit_small_p16": ["blocks.0", "blocks.1"]}
