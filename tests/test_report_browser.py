@@ -173,13 +173,15 @@ def test_clicking_consistency_shows_both_datasets(page):
 def test_hovering_a_layer_cell_shows_both_modules(page):
     plot = "document.getElementById('layer-plot')"
     page.until(f"{plot}.querySelector('.main-svg')")  # its matrices load on demand
-    assert page.eval(f"{plot}.data[0].z.length") == 4  # model_0's modules x model_1's
-    assert page.eval(f"{plot}.data[0].x") == [0, 1]
+    # model_0's primary and 4 modules x model_1's primary ("pool", recorded) and 2 modules,
+    # at relative depth
+    assert page.eval(f"{plot}.data[0].z.length") == 5
+    assert page.eval(f"{plot}.data[0].x") == [0, 0.5, 1]
     x, y = page.eval(f"(() => {{ const p = {plot}; p.scrollIntoView();"
                      "const r = p.querySelector('.main-svg').getBoundingClientRect();"
                      "const xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis;"
                      "return [r.left + xa._offset + xa.l2p(1), "
-                     "r.top + ya._offset + ya.l2p(2 / 3)]; })()")
+                     "r.top + ya._offset + ya.l2p(3 / 4)]; })()")
     page.mouse("mouseMoved", x, y)
     label = page.until(f"{plot}.querySelector('.hoverlayer').textContent")
     assert "model_0@blocks.1" in label and "model_1@fc" in label, label
