@@ -75,6 +75,11 @@ def representation_id(model_id: str, module: str, primary: bool) -> str:
     return model_id if primary else f"{model_id}{LAYER_SEP}{module}"
 
 
+def base_model_id(rep_id: str) -> str:
+    """The model id of a representation id (`<model_id>` or `<model_id>@<module>`)."""
+    return rep_id.partition(LAYER_SEP)[0]
+
+
 def load_models(path: str | os.PathLike) -> dict[str, ModelEntry]:
     """Load a model table (JSON object keyed by model id) in the seed format."""
     data = read_json(path, reject_duplicates=True)

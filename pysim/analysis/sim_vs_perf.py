@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import pearsonr, spearmanr
 
-from pysim.config import dataset_key
+from pysim.config import LAYER_SEP, dataset_key
 from pysim.errors import InputError
 from pysim.io import Similarities, read_json
 
@@ -72,7 +72,7 @@ def sim_vs_perf_table(files: Sequence[Similarities],
             log.warning("dataset '%s': no probe results, skipped", sims.dataset)
             continue
         # layer representations (<model_id>@<module>) have no probe by design
-        missing = [m for m in sims.model_ids if m not in accs and "@" not in m]
+        missing = [m for m in sims.model_ids if m not in accs and LAYER_SEP not in m]
         if missing:
             log.warning("dataset '%s': models without a probe result left out: %s",
                         sims.dataset, ", ".join(missing))

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pysim.config import CATEGORY_COLUMNS, ModelEntry
+from pysim.analysis.layers import primary_only
+from pysim.config import CATEGORY_COLUMNS, LAYER_SEP, ModelEntry, base_model_id
 from pysim.io import Similarities
 from pysim.report.figures import cluster_order
 
 DIGITS = 4
-LAYER_SEP = "@"
 
 
 def rounded(matrix: np.ndarray) -> list[list[float | None]]:
@@ -31,12 +31,11 @@ def split_layers(sims: Similarities, models: Mapping[str, ModelEntry] | None = N
     and, first in its model's group, the primary row of such a model, labelled
     `<model_id>@<its module>` (as extracted, recorded in the file; else the table's first
     entry; `primary` without either)."""
-    whole = [k for k, m in enumerate(sims.model_ids) if LAYER_SEP not in m]
-    bases = {m.split(LAYER_SEP, 1)[0] for m in sims.model_ids if LAYER_SEP in m}
+    bases = {base_model_id(m) for m in sims.model_ids if LAYER_SEP in m}
     layer = [k for k, m in enumerate(sims.model_ids) if m in bases] + \
         [k for k, m in enumerate(sims.model_ids) if LAYER_SEP in m]
-    order = list(dict.fromkeys(m.split(LAYER_SEP, 1)[0] for m in sims.model_ids))
-    layer.sort(key=lambda k: order.index(sims.model_ids[k].split(LAYER_SEP, 1)[0]))
+    order = list(dict.fromkeys(base_model_id(m) for m in sims.model_ids))
+    layer.sort(key=lambda k: order.index(base_model_id(sims.model_ids[k])))
 
     def label(model_id: str) -> str:
         if LAYER_SEP in model_id:
@@ -45,12 +44,12 @@ def split_layers(sims: Similarities, models: Mapping[str, ModelEntry] | None = N
         module = sims.module_names.get(model_id) or (entry.modules[0] if entry else "primary")
         return f"{model_id}{LAYER_SEP}{module}"
 
-    def part(rows: list[int], name=lambda m: m) -> Similarities:
-        return Similarities(sims.dataset, [name(sims.model_ids[k]) for k in rows],
+    def part(rows: list[int]) -> Similarities:
+        return Similarities(sims.dataset, [label(sims.model_ids[k]) for k in rows],
                             {k: v[np.ix_(rows, rows)] for k, v in sims.matrices.items()},
                             sims.metric_attrs)
 
-    return part(whole), (part(layer, label) if layer else None)
+    return primary_only(sims), (part(layer) if layer else None)
 
 
 def model_categories(ids: Sequence[str], models: Mapping[str, ModelEntry] | None
