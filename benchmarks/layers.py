@@ -2,8 +2,8 @@
 
 Synthetic layer-wise study: M models x L layers (a random tanh network per model, widths
 192-768), n samples, the three metrics of similarity_metric_config_local_global.json. Runs
-`bin/pysim-similarity --max-memory` in a child process for growing m (representations) and
-prints wall time, peak RSS of the child, the engine's memory plan and the log-log slope of time
+`bin/pysim-similarity --max-memory` in a fresh process (benchmarks/peak_child.py) for growing
+m (representations) and prints seconds, whole-process peak RSS, and the log-log slope of time
 in m; then a projection (not a measurement) for m = 768, n = 10 000.
 Run: .venv/bin/python benchmarks/layers.py [--ms 50 100 200] [--n 2000] [--max-memory 3GB]
      [--device cuda]
@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -56,19 +54,19 @@ def make_layers(directory: Path, m: int, n: int, seed: int = 0) -> list[Path]:
 
 def run_stage(paths: list[Path], out: Path, max_memory: str, device: str = "cpu"
               ) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GiB) of one pysim-similarity child process."""
-    cmd = [sys.executable, str(ROOT / "bin" / "pysim-similarity"), "--metrics", str(METRICS),
-           "--out", str(out), "--max-memory", max_memory, "--device", device]
+    """Seconds and peak RSS (GiB, the whole process) of one pysim-similarity run, in a fresh
+    process measured by benchmarks/peak_child.py."""
+    argv = [str(ROOT / "bin" / "pysim-similarity"), "--metrics", str(METRICS), "--out", str(out),
+            "--max-memory", max_memory, "--device", device]
     for path in paths:
-        cmd += ["--features", str(path)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+        argv += ["--features", str(path)]
+    proc = subprocess.run([sys.executable, str(HERE / "peak_child.py"),
+                           json.dumps([["-c", ""], argv])], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
-    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return seconds, peak / 2**20
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("POINT "))
+    point = json.loads(line.removeprefix("POINT "))
+    return point["seconds"], point["peak"] / 2**30
 
 
 def main() -> None:
