@@ -23,6 +23,8 @@ from pysim.analysis import (
     embedding,
     layers,
 )
+from pysim.analysis.model_sets import COLUMNS as COLUMNS_MODEL_SETS
+from pysim.analysis.model_sets import ModelSets, set_pair_rows, summarize
 from pysim.analysis.stack import align, finite_models, read_all
 from pysim.analysis.transforms import transform_similarities
 from pysim.config import CATEGORY_COLUMNS, load_dataset_info, load_models
@@ -140,3 +142,26 @@ def write_outputs(outputs: dict[str, pd.DataFrame], out_dir: str | os.PathLike) 
         write_csv(path, frame)
         paths.append(path)
     return paths
+
+
+def compute_model_set_pairs(similarity_paths: Sequence[str | os.PathLike],
+                            models_path: str | os.PathLike, sets: ModelSets,
+                            transform: str = "none") -> dict[str, pd.DataFrame]:
+    """model_set_pairs.csv and its summary (pysim.analysis.model_sets) over the primary
+    representations, each metric on its models with finite similarities, after `transform`."""
+    files = read_all(similarity_paths)
+    stack = align([(p, layers.primary_only(s)) for p, s in files],
+                  model_order=list(load_models(models_path)))
+    frames = []
+    for metric_id, matrices in stack.matrices.items():
+        keep = finite_models(matrices, stack.model_ids, metric_id)
+        model_ids = [stack.model_ids[k] for k in keep]
+        moved = transform_similarities(matrices[:, keep][:, :, keep], transform, metric_id)
+        frames.append(set_pair_rows(metric_id, stack.datasets, moved, model_ids, sets))
+    missing = sorted({m for members in sets.sets.values() for m in members} - set(stack.model_ids))
+    if missing:
+        log.warning("model-set members without similarities, left out: %s", ", ".join(missing))
+    table = concat(frames, COLUMNS_MODEL_SETS)
+    return {"model_set_pairs.csv": table.assign(transform=transform),
+            "model_set_pairs_summary.csv": summarize(table).assign(transform=transform)}
+
