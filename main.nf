@@ -197,6 +197,7 @@ workflow {
     def layerWise = new JsonSlurper().parse(modelsFile.toFile())
         .findAll { id, entry -> id in modelIds }.any { id, entry -> isLayerWise(entry) }
     def infoFile = params.dataset_info ? file(params.dataset_info) : []
+    def setsFile = params.model_sets ? file(params.model_sets) : []
 
     root = params.demo_data ? DEMO_DATA().root : Channel.value(file(params.dataset_root))
 
@@ -269,7 +270,7 @@ workflow {
         .toSortedList { a, b -> a[0] <=> b[0] }
         .map { list -> list.collect { it[1] } }
 
-    CONSISTENCY(sims, modelsFile, infoFile)
+    CONSISTENCY(sims, modelsFile, infoFile, setsFile)
     // After CONSISTENCY: it publishes the whole consistency/ folder (replacing it), where this
     // table goes too.
     SUBSET_SIZE(SUBSET_SIZE_SIMILARITY.out.similarities.map { key, f -> f }.collect(),

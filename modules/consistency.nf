@@ -7,6 +7,7 @@ process CONSISTENCY {
     path similarities, stageAs: 'similarities/*'
     path models
     path dataset_info
+    path model_sets, stageAs: 'model_sets/*'  // [] when --model_sets is not given
 
     output:
     path 'consistency/*', emit: tables  // files, so that each is published on its own
@@ -15,13 +16,14 @@ process CONSISTENCY {
     script:
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def sets = model_sets ? "--model-sets ${model_sets}" : ''
     def anchors = params.consistency_anchors ?
         params.consistency_anchors.toString().tokenize(',').collect { "--anchors ${it.trim()}" }.join(' ') : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
         --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
-        --transform ${params.consistency_transform} ${anchors} ${task.ext.args ?: ''}
+        --transform ${params.consistency_transform} ${anchors} ${sets} ${task.ext.args ?: ''}
     pysim-versions "${task.process}" > versions.yml
     """
 
@@ -30,6 +32,7 @@ process CONSISTENCY {
     mkdir -p consistency
     touch consistency/consistency.csv consistency/clusters.csv consistency/metric_agreement.csv \\
         consistency/anchors.csv consistency/anchor_tests.csv
+    ${model_sets ? 'touch consistency/model_set_pairs.csv consistency/model_set_pairs_summary.csv' : ''}
     pysim-versions "${task.process}" > versions.yml
     """
 }

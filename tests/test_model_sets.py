@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.stats import pearsonr, spearmanr
 
 from conftest import assert_bad_input, run_cli
@@ -310,3 +312,9 @@ def test_cli_writes_the_tables_and_refuses_bad_rules_in_one_line(tmp_path):
     broken.write_text("sets: [unclosed\n")
     proc = run_cli("pysim-consistency", *consistency_args(models, paths, tmp_path / "o3", broken))
     assert_bad_input(proc, str(broken), "not valid YAML/JSON")
+
+
+def test_paper_params_use_the_shipped_sets():
+    params = yaml.safe_load((PAPER / "params.yaml").read_text())
+    assert params["model_sets"] == "${projectDir}/assets/paper/model_sets.yaml"
+    assert re.search(r"^\s+model_sets\s+= null", (ROOT / "nextflow.config").read_text(), re.M)
