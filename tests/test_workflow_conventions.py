@@ -3,7 +3,8 @@ per process and pipeline_info/software_versions.yml, site configs, the lenient p
 
 One stub run (module fixture) serves the publishing, versions and site-config tests: it
 publishes with --publish_dir_mode symlink, runs "in" a fake local image (APPTAINER_CONTAINER,
-which Apptainer sets in a task) and loads a site profile from --custom_config_base.
+which Apptainer sets in a task), loads a site profile from --custom_config_base and passes
+--model_sets (an optional input file) to CONSISTENCY.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def stub_run(tmp_path_factory):
     (site / "nfcore_custom.config").write_text(SITE_PROFILE)
     proc = run_nf(["run", str(REPO / "main.nf"), "-profile", "test,mysite", "-stub-run",
                    "--outdir", "out", "--publish_dir_mode", "symlink",
-                   "--custom_config_base", str(site), "-c", "image.config"],
+                   "--custom_config_base", str(site), "-c", "image.config",
+                   "--model_sets", str(REPO / "assets" / "paper" / "model_sets.yaml")],
                   cwd=launch, timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return {"launch": launch, "out": launch / "out", "image": image}
@@ -106,6 +108,15 @@ def test_report_gets_the_versions_of_the_processes_before_it(stub_run):
     staged = workdir / "results" / "pipeline_info" / "software_versions.yml"
     table = yaml.safe_load(staged.read_text())
     assert set(table) == {row["process"] for row in rows} - {"REPORT"}
+
+
+@pytest.mark.slow
+def test_model_sets_file_reaches_consistency(stub_run):
+    rows = read_trace(latest_trace(stub_run["out"]))
+    workdir = Path(next(row["workdir"] for row in rows if row["process"] == "CONSISTENCY"))
+    staged = workdir / "model_sets" / "model_sets.yaml"
+    assert staged.resolve() == REPO / "assets" / "paper" / "model_sets.yaml"
+    assert (stub_run["out"] / "consistency" / "model_set_pairs.csv").is_symlink()
 
 
 @pytest.mark.slow
