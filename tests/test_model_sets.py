@@ -308,13 +308,21 @@ def test_cli_writes_the_tables_and_refuses_bad_rules_in_one_line(tmp_path):
     proc = run_cli("pysim-consistency", *consistency_args(models, paths, tmp_path / "o2", bad))
     assert_bad_input(proc, str(bad), "no model has objective 'Self-Supervised'")
     assert not (tmp_path / "o2").exists()  # refused before any computation
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("sets: [unclosed\n")
-    proc = run_cli("pysim-consistency", *consistency_args(models, paths, tmp_path / "o3", broken))
-    assert_bad_input(proc, str(broken), "not valid YAML/JSON")
 
 
 def test_paper_params_use_the_shipped_sets():
     params = yaml.safe_load((PAPER / "params.yaml").read_text())
     assert params["model_sets"] == "${projectDir}/assets/paper/model_sets.yaml"
     assert re.search(r"^\s+model_sets\s+= null", (ROOT / "nextflow.config").read_text(), re.M)
+
+
+def test_a_set_defined_twice_or_broken_yaml_is_refused(tmp_path):
+    models, _ = small_study(tmp_path)
+    path = tmp_path / "twice.yaml"
+    path.write_text("sets:\n  x: [{add: {model: [a, b, c]}}]\n  x: [{add: {model: [a, b]}}]\n"
+                    "pairs: [[x, x]]\n")
+    with pytest.raises(InputError, match="key 'x' given twice"):
+        load_model_sets(path, models)
+    path.write_text("sets: [unclosed\n")
+    with pytest.raises(InputError, match="twice.yaml: not valid YAML/JSON"):
+        load_model_sets(path, models)

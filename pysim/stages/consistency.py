@@ -42,10 +42,26 @@ def load_model_sets(path: str | os.PathLike, models: str | os.PathLike) -> Model
     against the model table; any problem is one InputError naming the file."""
     try:
         with open(path, encoding="utf-8") as handle:
-            spec = yaml.safe_load(handle)
+            spec = yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader
     except OSError as exc:
         raise InputError(f"--model-sets: cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML/JSON ({' '.join(str(exc).split())})") from None
     table = load_models(models)
     return parse_model_sets(spec, {m: e.categories for m, e in table.items()}, str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (e.g. a set defined twice,
+    which plain YAML loading would silently keep the last of)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
