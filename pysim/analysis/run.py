@@ -164,4 +164,3 @@ def compute_model_set_pairs(similarity_paths: Sequence[str | os.PathLike],
     table = concat(frames, COLUMNS_MODEL_SETS)
     return {"model_set_pairs.csv": table.assign(transform=transform),
             "model_set_pairs_summary.csv": summarize(table).assign(transform=transform)}
-
