@@ -22,6 +22,7 @@ from pysim.analysis import (
     domains,
     embedding,
     layers,
+    metric_pairs,
 )
 from pysim.analysis.stack import align, finite_models, read_all
 from pysim.analysis.transforms import transform_similarities
@@ -92,6 +93,8 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     outputs["clusters.csv"] = cluster_rows
     outputs["clusters_ari.csv"] = clusters.cluster_agreement(cluster_rows)
     outputs["metric_agreement.csv"] = agreement.metric_agreement(stack.datasets, stack.matrices)
+    outputs["metric_mean_agreement.csv"] = metric_pairs.mean_agreement(stack.matrices)  # §4.2
+    outputs["metric_consistency_agreement.csv"] = metric_pairs.consistency_agreement(table)
     outputs.update(anchor_outputs(parts["anchors"], transform))
     outputs.update(layer_tables)
     return outputs
@@ -107,7 +110,8 @@ def metric_outputs(metric_id: str, datasets: Sequence[str], matrices: np.ndarray
     table = consistency.consistency_rows(metric_id, datasets, moved, labels, plan)
     chosen = [a for a in (opt.anchor_models or model_ids) if a in model_ids]
     files = {f"matrix_{metric_id}.csv": consistency.consistency_matrix(table, metric_id, datasets),
-             f"aggregate_{metric_id}.csv": aggregate.aggregate_pairs(matrices, model_ids),
+             f"aggregate_{metric_id}.csv": aggregate.aggregate_pairs(matrices, model_ids,
+                                                                     metric_id),
              f"embedding_{metric_id}.csv": embedding.embedding_table(metric_id, datasets,
                                                                      matrices, model_ids)}
     pieces = {"consistency": table,
