@@ -83,8 +83,9 @@ def test_app_c_delta_and_dendrogram_order_as_the_notebook(tmp_path):
         paths.append(path)
     out = tmp_path / "out" / "subset_size.csv"
     run_cli("pysim-subset-size", *[a for p in paths for a in ("--similarities", p)],
-            "--out", out, check=True)
-    delta = pd.read_csv(out.parent / "subset_size_delta.csv")
+            "--out", out, "--delta-out", tmp_path / "delta.csv", check=True)
+    delta = pd.read_csv(tmp_path / "delta.csv")
+    assert not (out.parent / "subset_size_delta.csv").exists()
     matrices = pd.read_csv(out.parent / "subset_size_matrices.csv")
 
     # the notebook: one DataFrame per size and metric, diagonal 1

@@ -54,8 +54,10 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     """Every consistency output as {file name: table}; nothing is written.
 
     `transform` (none, tan, arccos) applies to the cross-dataset consistency tables
-    (consistency, matrix_*, domains, anchors, anchor_tests), which carry it in a `transform`
-    column; maps, clusters, aggregates and metric agreement always use the raw similarities.
+    (consistency, matrix_*, domains, anchors, anchor_tests; metric_consistency_agreement is
+    built from consistency), which carry it in a `transform` column; maps, clusters,
+    aggregates (their tan / arccos columns are App. D's) and the metric agreements always use
+    the raw similarities.
     `anchor_models` (default: every model) are the anchors of anchors.csv.
     """
     opt = Options(permutations, bootstrap, seed, num_clusters, transform, anchor_models)
