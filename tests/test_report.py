@@ -137,6 +137,7 @@ def test_report_parses_and_shows_every_part(full_report):
             assert f"embedding__{metric}__{column}.png" in names
     assert sum(n.startswith("embedding__") for n in names) == len(METRICS) * 4
     assert sum(n.startswith("meanstd__") for n in names) == len(METRICS)
+    assert sum(n.startswith("meanstd_transformed__") for n in names) == len(METRICS)  # App. D
     assert names.count("metrics__agreement.png") == 1
     assert sum(n.startswith("anchors__") for n in names) == len(METRICS)
     assert {"subset__delta.png", "subset__heatmaps.png"} <= set(names)  # Appendix C

@@ -80,6 +80,9 @@ def spread_part(report, cdir: Path) -> str:
                                   f"mean vs. spread across datasets - {metric}",
                                   report.fig_dir / safe_name("meanstd", metric))
         items.append(report.fig(fig, f"mean vs. std of pair similarity, {metric}"))
+        fig = af.transformed_mean_std(table, f"Appendix D: tan / arccos - {metric}",
+                                      report.fig_dir / safe_name("meanstd_transformed", metric))
+        items.append(report.fig(fig, f"mean vs. std of tan(S) and arccos(S), {metric}"))
     return h.figures(items) if items else h.para("No aggregate_*.csv tables.")
 
 

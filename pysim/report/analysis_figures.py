@@ -179,3 +179,18 @@ def subset_size_heatmaps(matrices: pd.DataFrame, title: str, path: Path) -> Path
         fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
     fig.suptitle(title, fontsize=9)
     return save(fig, path)
+
+
+def transformed_mean_std(aggregate: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Appendix D: per model pair the mean vs. std across datasets of tan(S) and arccos(S)."""
+    if aggregate.empty or "mean_tan" not in aggregate:
+        return None
+    fig, axes = grid(2, 2, 3.0, 2.8, extra=0.4)
+    set_margins(fig, 0.6, 0.5, 0.2, 0.6, wspace=0.35)
+    for ax, name in zip(axes.flat, ("tan", "arccos"), strict=True):
+        ax.scatter(aggregate[f"mean_{name}"], aggregate[f"std_{name}"], s=10, alpha=0.6)
+        ax.set_xlabel(f"mean {name}(S) across datasets", fontsize=7)
+        ax.set_ylabel(f"std {name}(S)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
