@@ -299,7 +299,7 @@ workflow {
 
     subsets = MAKE_SUBSET.out.subset.toSortedList { a, b -> a[0] <=> b[0] }.map { l -> l.collect { it[1] } }
     REPORT(
-        sims, subsets, CONSISTENCY.out.tables, performance,
+        sims, subsets, CONSISTENCY.out.tables.mix(SUBSET_SIZE.out.table).collect(sort: true), performance,
         probes.map { list -> list.collect { [it[0], it[1]] } },
         probes.map { list -> list.collect { it[2] } },
         modelsFile, infoFile, collectVersions(versions, [:]).first(),

@@ -1,5 +1,7 @@
-// SUBSET_SIZE: Pearson r of each imagenet-subset-<N>k similarity matrix with the 10-per-class
-// one (upper triangle, k=1), per metric: consistency/subset_size.csv (DESIGN §5).
+// SUBSET_SIZE: Appendix C from the imagenet-subset-<N>k similarity files: |difference| between
+// consecutive sizes per model pair (subset_size_delta.csv), the matrices in the 10-per-class
+// dendrogram order (subset_size_matrices.csv) and pysim's r with the 10-per-class matrix
+// (subset_size.csv), all in consistency/ (DESIGN §5).
 process SUBSET_SIZE {
     label 'process_single'
 
@@ -8,7 +10,7 @@ process SUBSET_SIZE {
     val ready  // CONSISTENCY is done (both publish into consistency/)
 
     output:
-    path 'subset_size.csv', emit: table
+    path 'subset_size*.csv', emit: table
     path 'versions.yml', emit: versions
 
     script:
@@ -22,6 +24,7 @@ process SUBSET_SIZE {
     stub:
     """
     echo 'metric,samples_per_class,pearson_r' > subset_size.csv
+    touch subset_size_delta.csv subset_size_matrices.csv
     pysim-versions "${task.process}" > versions.yml
     """
 }

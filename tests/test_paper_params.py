@@ -47,3 +47,6 @@ def test_params_file_holds_the_studys_protocol():
     assert params["probe_seeds"] == "0,1,2" and params["probe_val_proportion"] == 0.2
     assert (params["probe_selection"], params["probe_wd_grid"],
             params["probe_tie_break"]) == ("per_seed", "paper", "order")
+    anchors = params["consistency_anchors"].split(",")  # Appendix F's six anchors
+    assert len(anchors) == 6 and set(anchors) <= set(load_models(PAPER / "models_config_wo_"
+                                                                 "alignment.json"))

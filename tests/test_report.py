@@ -17,6 +17,7 @@ from pysim.analysis.run import compute_consistency, write_outputs
 from pysim.analysis.sim_vs_perf import load_probes, sim_vs_perf_table
 from pysim.io import Similarities, read_similarities, write_csv, write_similarities
 from pysim.report.build import build_report
+from pysim.subset_size import write_subset_size
 
 CHROMIUM = Path("/usr/bin/chromium")
 METRICS = ("cka_kernel_linear_unbiased", "mutual_knn_k_10")
@@ -79,6 +80,15 @@ def make_results(root: Path) -> Path:
     sims = sorted((root / "similarities").glob("*.h5"))
     write_outputs(compute_consistency(sims, models, permutations=19, bootstrap=19,
                                       num_clusters=2), root / "consistency")
+    sizes = []  # Appendix C: three imagenet-subset-<N>k files
+    for n in (1, 10, 20):
+        mats = {}
+        for metric in METRICS:
+            x = rng.uniform(size=(6, 6))
+            mats[metric] = (x + x.T) / 2
+        sizes.append(root / "subset_size" / f"imagenet-subset-{n}k.h5")
+        write_similarities(sizes[-1], Similarities(f"imagenet-subset-{n}k", ids, mats, {}))
+    write_subset_size(sizes, root / "consistency" / "subset_size.csv")
     probes = sorted((root / "probes").glob("*/*.json"))
     write_csv(root / "performance" / "similarity_vs_gap.csv",
               sim_vs_perf_table([read_similarities(p) for p in sims], load_probes(probes)))
@@ -127,14 +137,17 @@ def test_report_parses_and_shows_every_part(full_report):
             assert f"embedding__{metric}__{column}.png" in names
     assert sum(n.startswith("embedding__") for n in names) == len(METRICS) * 4
     assert sum(n.startswith("meanstd__") for n in names) == len(METRICS)
+    assert sum(n.startswith("meanstd_transformed__") for n in names) == len(METRICS)  # App. D
     assert names.count("metrics__agreement.png") == 1
     assert sum(n.startswith("anchors__") for n in names) == len(METRICS)
+    assert {"subset__delta.png", "subset__heatmaps.png"} <= set(names)  # Appendix C
     assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(names)
     text = " ".join(page.text)
     for shown in ("Stanford Cars", "FER2013", "CIFAR-10", "Natural (single-domain)",
                   "Structured", "Self-Supervised", "model_5", "pysim 0.1.0",
                   "Model maps (t-SNE)", "Mean vs. spread across datasets", "Metric vs. metric",
-                  "Anchor models", "transformed before correlating: none"):
+                  "Anchor models", "transformed before correlating: none",
+                  "ImageNet subset size", "samples_per_class_1", "Section 4.2", "Appendix E"):
         assert shown in text, shown
     assert "../pipeline_info/execution_report.html" in page.links
     assert "class=\"missing\"" not in index.read_text()

@@ -2,11 +2,15 @@
 other models across datasets, split by the category of the other model?
 
 For an anchor a, a category column and one of its groups g (the other models with label g, at
-least MIN_OTHERS of them), the consistency of a dataset pair (A, B) is the Pearson (and
-Spearman) r between S_A[a, others] and S_B[a, others]. Two groups of one category are compared
-by a Wilcoxon rank-sum test (scipy.stats.ranksums, two-sided, normal approximation) of their
-r over the dataset pairs where both are defined; the p-values of one metric and anchor form one
-family, corrected by Benjamini-Hochberg (scipy.stats.false_discovery_control).
+least MIN_OTHERS of them: a correlation needs 2), the consistency of a dataset pair (A, B) is
+the Pearson (and Spearman) r between S_A[a, others] and S_B[a, others]. Two groups of one
+category are compared by a Wilcoxon rank-sum test (scipy.stats.ranksums, two-sided, normal
+approximation) of their Pearson r over the dataset pairs where both are defined.
+
+Correction as the study's Appendix F notebook does it: the p-values of one category, pooled
+over every anchor and every metric, form one family, corrected by Bonferroni (p times the
+family size, capped at 1; a test without a p-value still counts). pysim's earlier variant,
+Benjamini-Hochberg within one metric and anchor, stays as the column `p_bh_pysim`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from scipy.stats import false_discovery_control, ranksums
 
 from pysim.analysis import statistics as st
 
-MIN_OTHERS = 3
+MIN_OTHERS = 2
 COLUMNS = ["metric", "anchor_model", "category", "group", "dataset_1", "dataset_2",
            "n_models", "pearson_r", "spearman_r"]
 TEST_COLUMNS = ["metric", "anchor_model", "category", "group_1", "group_2", "n_dataset_pairs",
-                "median_r_1", "median_r_2", "statistic", "p_value", "p_adjusted"]
+                "median_r_1", "median_r_2", "statistic", "p_value", "family_size", "p_adjusted",
+                "p_bh_pysim"]
 
 
 def anchor_rows(metric_id: str, datasets: Sequence[str], stack: np.ndarray,
@@ -65,7 +70,9 @@ def group_test(x: pd.Series, y: pd.Series) -> dict[str, float]:
 
 
 def anchor_tests(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rank-sum tests between every two groups of a category, per metric and anchor (BH)."""
+    """Rank-sum tests between every two groups of a category, per metric and anchor;
+    Bonferroni over each category's tests (every anchor and metric), BH per metric and anchor
+    as pysim's variant."""
     out = []
     rows = rows[rows["category"] != "all"]
     for (metric, anchor), sel in rows.groupby(["metric", "anchor_model"], sort=True):
@@ -78,14 +85,25 @@ def anchor_tests(rows: pd.DataFrame) -> pd.DataFrame:
                                "group_1": g1, "group_2": g2,
                                **group_test(by_group[g1], by_group[g2])})
         out += with_adjusted(family)
-    return pd.DataFrame(out, columns=TEST_COLUMNS)
+    table = pd.DataFrame(out, columns=[c for c in TEST_COLUMNS
+                                       if c not in ("family_size", "p_adjusted")])
+    return with_bonferroni(table)[TEST_COLUMNS]
+
+
+def with_bonferroni(tests: pd.DataFrame) -> pd.DataFrame:
+    """The tests with `family_size` (tests of the same category) and Bonferroni `p_adjusted`."""
+    size = tests.groupby("category")["p_value"].transform("size") if len(tests) else []
+    tests = tests.assign(family_size=np.asarray(size, dtype=np.int64))
+    return tests.assign(p_adjusted=np.minimum(tests["p_value"].to_numpy(dtype=float)
+                                              * tests["family_size"], 1.0))
 
 
 def with_adjusted(family: list[dict]) -> list[dict]:
-    """The family's rows with Benjamini-Hochberg adjusted p-values (NaN p stays NaN)."""
+    """The family's rows with Benjamini-Hochberg adjusted p-values in `p_bh_pysim` (NaN p
+    stays NaN)."""
     p = np.array([row["p_value"] for row in family], dtype=float)
     adjusted = np.full_like(p, np.nan)
     finite = np.isfinite(p)
     if finite.any():
         adjusted[finite] = false_discovery_control(p[finite], method="bh")
-    return [{**row, "p_adjusted": float(q)} for row, q in zip(family, adjusted, strict=True)]
+    return [{**row, "p_bh_pysim": float(q)} for row, q in zip(family, adjusted, strict=True)]

@@ -22,6 +22,7 @@ from pysim.analysis import (
     domains,
     embedding,
     layers,
+    metric_pairs,
 )
 from pysim.analysis.model_sets import COLUMNS as COLUMNS_MODEL_SETS
 from pysim.analysis.model_sets import ModelSets, set_pair_rows, summarize
@@ -55,8 +56,10 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     """Every consistency output as {file name: table}; nothing is written.
 
     `transform` (none, tan, arccos) applies to the cross-dataset consistency tables
-    (consistency, matrix_*, domains, anchors, anchor_tests), which carry it in a `transform`
-    column; maps, clusters, aggregates and metric agreement always use the raw similarities.
+    (consistency, matrix_*, domains, anchors, anchor_tests; metric_consistency_agreement is
+    built from consistency), which carry it in a `transform` column; maps, clusters,
+    aggregates (their tan / arccos columns are App. D's) and the metric agreements always use
+    the raw similarities.
     `anchor_models` (default: every model) are the anchors of anchors.csv.
     """
     opt = Options(permutations, bootstrap, seed, num_clusters, transform, anchor_models)
@@ -94,6 +97,8 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     outputs["clusters.csv"] = cluster_rows
     outputs["clusters_ari.csv"] = clusters.cluster_agreement(cluster_rows)
     outputs["metric_agreement.csv"] = agreement.metric_agreement(stack.datasets, stack.matrices)
+    outputs["metric_mean_agreement.csv"] = metric_pairs.mean_agreement(stack.matrices)  # §4.2
+    outputs["metric_consistency_agreement.csv"] = metric_pairs.consistency_agreement(table)
     outputs.update(anchor_outputs(parts["anchors"], transform))
     outputs.update(layer_tables)
     return outputs
@@ -109,7 +114,8 @@ def metric_outputs(metric_id: str, datasets: Sequence[str], matrices: np.ndarray
     table = consistency.consistency_rows(metric_id, datasets, moved, labels, plan)
     chosen = [a for a in (opt.anchor_models or model_ids) if a in model_ids]
     files = {f"matrix_{metric_id}.csv": consistency.consistency_matrix(table, metric_id, datasets),
-             f"aggregate_{metric_id}.csv": aggregate.aggregate_pairs(matrices, model_ids),
+             f"aggregate_{metric_id}.csv": aggregate.aggregate_pairs(matrices, model_ids,
+                                                                     metric_id),
              f"embedding_{metric_id}.csv": embedding.embedding_table(metric_id, datasets,
                                                                      matrices, model_ids)}
     pieces = {"consistency": table,

@@ -28,7 +28,9 @@ def standardize_rows(x: np.ndarray) -> np.ndarray:
 def pearson_rows(x: np.ndarray) -> np.ndarray:
     """Pearson correlation between every pair of rows of x (D x p) -> D x D (NaN if constant)."""
     z = standardize_rows(x)
-    return np.clip(z @ z.T / z.shape[-1], -1.0, 1.0)
+    r = np.clip(z @ z.T / z.shape[-1], -1.0, 1.0)
+    # two points: exactly +-1, as scipy.stats.pearsonr gives it (rank tests see the ties)
+    return np.round(r) if z.shape[-1] == 2 else r
 
 
 def spearman_rows(x: np.ndarray) -> np.ndarray:

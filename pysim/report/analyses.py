@@ -1,5 +1,6 @@
 """The report's section on the further analyses (DESIGN §1.7), read from consistency/: model
-maps, mean vs. spread across datasets, metric agreement and anchor models."""
+maps, mean vs. spread across datasets, metric agreement, anchor models and the ImageNet
+subset size (Appendix C)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,9 @@ def spread_part(report, cdir: Path) -> str:
                                   f"mean vs. spread across datasets - {metric}",
                                   report.fig_dir / safe_name("meanstd", metric))
         items.append(report.fig(fig, f"mean vs. std of pair similarity, {metric}"))
+        fig = af.transformed_mean_std(table, f"Appendix D: tan / arccos - {metric}",
+                                      report.fig_dir / safe_name("meanstd_transformed", metric))
+        items.append(report.fig(fig, f"mean vs. std of tan(S) and arccos(S), {metric}"))
     return h.figures(items) if items else h.para("No aggregate_*.csv tables.")
 
 
@@ -114,7 +118,23 @@ def agreement_part(report, cdir: Path) -> str:
                     mean_spearman_r=("spearman_r", "mean")).reset_index())
     return (h.para("Agreement between metrics, e.g. local (mutual k-NN) vs. global (CKA): "
                    "Pearson and Spearman r over the model pairs of each dataset.")
-            + h.figures([report.fig(fig, "metric vs. metric, all datasets")]) + h.table(summary))
+            + h.figures([report.fig(fig, "metric vs. metric, all datasets")]) + h.table(summary)
+            + study_agreement(cdir))
+
+
+def study_agreement(cdir: Path) -> str:
+    """The paper's two comparisons: mean similarities (Section 4.2) and consistency
+    coefficients (Appendix E) of one metric against another."""
+    out = ""
+    means = read_table(cdir / "metric_mean_agreement.csv")
+    if means is not None and not means.empty:
+        out += (h.para("Section 4.2: Pearson r between two metrics' similarities averaged over "
+                       "the datasets, over the model pairs.") + h.table(means))
+    coeffs = read_table(cdir / "metric_consistency_agreement.csv")
+    if coeffs is not None and not coeffs.empty:
+        out += (h.para("Appendix E: Pearson r between two metrics' consistency coefficients, "
+                       "over every dataset pair and category group pair.") + h.table(coeffs))
+    return out
 
 
 def anchors_part(report, cdir: Path) -> str:
@@ -129,14 +149,15 @@ def anchors_part(report, cdir: Path) -> str:
         items.append(report.fig(fig, f"anchor consistency per group, {metric}"))
     text = ("Pearson r of an anchor's similarities to the other models of one group between "
             "two datasets (median over dataset pairs). Groups are compared by Wilcoxon rank-sum "
-            "tests, Benjamini-Hochberg corrected per metric and anchor.")
+            "tests, Bonferroni corrected over each category's tests of every anchor and metric "
+            "(as the study's Appendix F).")
     tests = read_table(cdir / "anchor_tests.csv")
     if tests is not None and not tests.empty:
         hits = tests[tests["p_adjusted"] < SIGNIFICANCE]
         text += f" {len(hits)} of {len(tests)} tests have adjusted p < {SIGNIFICANCE}."
         body = h.table(hits.sort_values("p_adjusted").head(30)) if len(hits) else ""
     else:
-        text += " No tests: no category has two groups with at least 3 other models each."
+        text += " No tests: no category has two groups with at least 2 other models each."
         body = ""
     return h.para(text) + h.figures(items) + body
 
@@ -147,6 +168,32 @@ def analyses_section(report) -> str:
     if not cdir.is_dir():
         return h.note("no consistency/ folder: the further analyses are not available")
     parts = [("Model maps (t-SNE)", maps_part), ("Mean vs. spread across datasets", spread_part),
-             ("Metric vs. metric", agreement_part), ("Anchor models", anchors_part)]
+             ("Metric vs. metric", agreement_part), ("Anchor models", anchors_part),
+             ("ImageNet subset size", subset_size_part)]
     return "".join(f"<h3>{h.escape(title)}</h3>" + part(report, cdir) for title, part in parts)
 
+
+
+def subset_size_part(report, cdir: Path) -> str:
+    """Appendix C: |difference| of each pair's similarity between consecutive subset sizes,
+    and every size's matrix in the reference's dendrogram order."""
+    delta = read_table(cdir / "subset_size_delta.csv")
+    if delta is None or delta.empty:
+        return h.para("No subset-size tables (ImageNet not listed, or subset sizes off).")
+    summary = (delta.groupby(["metric", "samples_per_class_1", "samples_per_class_2"],
+                             sort=True)["abs_diff"]
+               .agg(pairs="size", median="median", mean="mean", q90=lambda x: x.quantile(0.9),
+                    max="max").reset_index())
+    items = [report.fig(af.subset_size_boxes(delta, "abs. difference between subset sizes",
+                                             report.fig_dir / safe_name("subset", "delta")),
+                        "abs. similarity difference between consecutive subset sizes")]
+    matrices = read_table(cdir / "subset_size_matrices.csv")
+    if matrices is not None and not matrices.empty:
+        order = matrices["order_metric"].iloc[0]
+        items.append(report.fig(
+            af.subset_size_heatmaps(matrices, f"ordered by the dendrogram of {order}",
+                                    report.fig_dir / safe_name("subset", "heatmaps")),
+            "similarity matrices per subset size (rows: images per class)"))
+    return (h.para("Appendix C: the similarity of each model pair on imagenet-subset-<N>k, "
+                   "absolute difference between consecutive N (images per class).")
+            + h.figures(items) + h.table(summary))

@@ -3,6 +3,7 @@ pair's similarity across datasets, metric vs. metric scatter plots, anchor-model
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -118,4 +119,78 @@ def anchor_heatmap(rows: pd.DataFrame, title: str, path: Path) -> Path | None:
     ax.set_yticks(range(a), list(wide.index), fontsize=7)
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, label="median Pearson r")
+    return save(fig, path)
+
+
+def subset_size_boxes(delta: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Appendix C: boxes of |difference| per two consecutive subset sizes, one per metric."""
+    if delta.empty:
+        return None
+    steps = (delta[["samples_per_class_1", "samples_per_class_2"]].drop_duplicates()
+             .sort_values(["samples_per_class_1", "samples_per_class_2"]))
+    metrics = sorted(delta["metric"].unique())
+    colours = palette(metrics)
+    width = len(metrics) + 1
+    fig, ax = plt.subplots(figsize=(min(14.0, 0.35 * width * len(steps) + 1.0)
+                                    + text_width(metrics) + 0.8, 3.2))
+    set_margins(fig, 0.7, 0.6, text_width(metrics) + 0.8, 0.4)
+    for k, metric in enumerate(metrics):
+        values = [delta[(delta["metric"] == metric) & (delta["samples_per_class_1"] == a)
+                        & (delta["samples_per_class_2"] == b)]["abs_diff"].dropna().to_numpy()
+                  for a, b in steps.itertuples(index=False)]
+        boxes = ax.boxplot(values, positions=[s * width + k for s in range(len(steps))],
+                           widths=0.8, patch_artist=True, showfliers=True,
+                           flierprops={"markersize": 2})
+        for box in boxes["boxes"]:
+            box.set_facecolor(colours[metric])
+    ax.set_xticks([s * width + (len(metrics) - 1) / 2 for s in range(len(steps))],
+                  [f"{a} and {b}" for a, b in steps.itertuples(index=False)], fontsize=7)
+    ax.set_ylabel("abs. similarity difference", fontsize=7)
+    ax.tick_params(labelsize=7)
+    legend(fig, {m: colours[m] for m in metrics}, "metric")
+    ax.set_title(title, fontsize=9)
+    return save(fig, path)
+
+
+def subset_size_heatmaps(matrices: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Appendix C: one heatmap per subset size (rows) and metric (columns), every matrix in
+    the reference's dendrogram order (the table's positions), one colour scale for all."""
+    if matrices.empty:
+        return None
+    sizes = sorted(matrices["samples_per_class"].unique())
+    metrics = sorted(matrices["metric"].unique())
+    vmin, vmax = float(np.nanmin(matrices["value"])), float(np.nanmax(matrices["value"]))
+    fig, axes = plt.subplots(len(sizes), len(metrics), squeeze=False,
+                             figsize=(1.6 * len(metrics) + 1.6, 1.5 * len(sizes) + 0.9))
+    set_margins(fig, 1.1, 0.2, 0.5, 0.7, hspace=0.12, wspace=0.08)
+    image = None
+    for (i, n), (j, metric) in itertools.product(enumerate(sizes), enumerate(metrics)):
+        ax = axes[i, j]
+        sel = matrices[(matrices["samples_per_class"] == n) & (matrices["metric"] == metric)]
+        wide = sel.pivot(index="position_1", columns="position_2", values="value")
+        image = ax.imshow(wide.to_numpy(dtype=float), vmin=vmin, vmax=vmax, cmap="magma")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 0:
+            ax.set_title(metric, fontsize=6)
+        if j == 0:
+            ax.set_ylabel(f"{n} per class", fontsize=7)
+    if image is not None:
+        fig.colorbar(image, ax=axes, fraction=0.02, pad=0.02)
+    fig.suptitle(title, fontsize=9)
+    return save(fig, path)
+
+
+def transformed_mean_std(aggregate: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """Appendix D: per model pair the mean vs. std across datasets of tan(S) and arccos(S)."""
+    if aggregate.empty or "mean_tan" not in aggregate:
+        return None
+    fig, axes = grid(2, 2, 3.0, 2.8, extra=0.4)
+    set_margins(fig, 0.6, 0.5, 0.2, 0.6, wspace=0.35)
+    for ax, name in zip(axes.flat, ("tan", "arccos"), strict=True):
+        ax.scatter(aggregate[f"mean_{name}"], aggregate[f"std_{name}"], s=10, alpha=0.6)
+        ax.set_xlabel(f"mean {name}(S) across datasets", fontsize=7)
+        ax.set_ylabel(f"std {name}(S)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
     return save(fig, path)

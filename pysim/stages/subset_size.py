@@ -14,6 +14,8 @@ __all__ = ["REFERENCE", "run_subset_size"]
 
 
 def run_subset_size(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
-                    reference: int = REFERENCE) -> pd.DataFrame:
-    """Write consistency/subset_size.csv (metric, samples_per_class, pearson_r); returns it."""
-    return write_subset_size(paths, out, reference)
+                    reference: int = REFERENCE, delta_out: str | os.PathLike | None = None,
+                    matrices_out: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
+    """Write consistency/subset_size.csv (pysim's r against the reference), the notebook's
+    subset_size_delta.csv and subset_size_matrices.csv (DESIGN §5); returns the tables."""
+    return write_subset_size(paths, out, reference, delta_out, matrices_out)
