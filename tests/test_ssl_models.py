@@ -46,6 +46,8 @@ from PIL import Image
 from pysim.config import load_models
 from pysim.errors import InputError
 from pysim.models import check_weights, load_model, resolve
+from pysim.models.fetch import fetch_weights
+from pysim.models.resolve import resolve_report
 from pysim.models.ssl_table import SSL_MODELS
 
 TV_VERSION = "2.6.10"
@@ -117,7 +119,7 @@ def tv_ssl_table(root: Path) -> dict:
 def tv_transform(root: Path):
     """thingsvision's own get_transformations / get_default_transformation (base.py, torch.py)
     run as the study calls them: get_transformations(resize_dim=256, crop_dim=224)."""
-    from typing import Callable, List  # noqa: UP035 - the names its annotations use
+    from collections.abc import Callable
 
     from torchvision import transforms as T
 
@@ -126,7 +128,7 @@ def tv_transform(root: Path):
                       ("core/extraction/torch.py", "get_default_transformation")):
         text, tree = _source(root, rel)
         node = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
-        namespace = {"T": T, "List": List, "Callable": Callable}
+        namespace = {"T": T, "List": list, "Callable": Callable}  # its annotations' names
         exec(textwrap.dedent(ast.get_source_segment(text, node)), namespace)  # noqa: S102
         methods[name] = namespace[name]
     extractor = type("TV", (), {**methods, "preprocess": None})()
@@ -381,6 +383,8 @@ def test_dinov2_hub_entry_equals_thingsvisions_call(tv_root, tmp_path, torch_hom
                                num_classes=0, dynamic_img_size=True)
     torch.save(perturb(source, 1), checkpoint_path(torch_home, spec.url))
     assert "all 1 pretrained models available offline" in check_weights({model_id: entry})
+    lines = list(fetch_weights(tmp_path / "models.json", offline=True))
+    assert lines == [f"{model_id}: cached {resolve(entry).weight_source}"]
 
     model, preprocess, extractor = load_model(entry, offline=True)
     # thingsvision's SSLExtractor: torch.hub.load(repository, arch), nothing else (offline:
@@ -392,6 +396,19 @@ def test_dinov2_hub_entry_equals_thingsvisions_call(tv_root, tmp_path, torch_hom
     assert torch.equal(ours, theirs)
     assert extractor.provenance["architecture_source"].startswith(
         "torch.hub facebookresearch/dinov2:main " + ref_cfg["arch"])
+
+
+def test_resolve_report_shows_architecture_and_transform():
+    models = load_models(SEED_TABLES[0])
+    lines = resolve_report({m: e for m, e in models.items() if e.source == "ssl"}).splitlines()
+    by_id = {line.split(" -> ")[0].strip(): line for line in lines[1:]}
+    assert "architecture pysim ReferenceViT on timm VisionTransformer = facebookresearch/mae " \
+        "models_vit.py" in by_id["mae-vit-huge-p14"]
+    assert "architecture torch.hub facebookresearch/dinov2:main dinov2_vitg14" in \
+        by_id["dinov2-vit-giant-p14"]
+    for line in by_id.values():
+        assert line.endswith("transform thingsvision 2.6.10 default: Resize(256, bilinear) "
+                             "CenterCrop(224) ToTensor Normalize(ImageNet mean/std)")
 
 
 def test_timm_variant_is_an_explicit_option(tmp_path):
