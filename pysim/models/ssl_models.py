@@ -12,15 +12,17 @@ VisionTransformer subclass) and loads the official checkpoints. pysim builds tim
 VisionTransformer with the reference hyper-parameters (qkv bias, LayerNorm eps 1e-6, GELU MLP
 of ratio 4, one class token, no head) and runs the reference token path itself
 (`ReferenceViT.forward_features`): patch embedding, class token, position embeddings, blocks,
-final norm; module names are the reference's (`blocks.<i>`, `norm`). Position embeddings
-follow each reference:
+final norm; module names are the reference's (`blocks.<i>`, `norm`). DINO's blocks compute
+attention explicitly (softmax(q k^T * scale) v, timm's `fused_attn` off) as its reference does;
+MAE's are timm's own blocks, as in its reference. Position embeddings follow each reference:
 - DINO resamples them at run time when the patch grid differs from the checkpoint's (bicubic
   with the scale factor (grid + 0.1) / checkpoint grid, as its `interpolate_pos_encoding`);
 - MAE resamples a checkpoint's grid once on loading to the model's grid (bicubic,
   align_corners False), loads non-strictly (the decoder keys of a checkpoint are ignored, as
   thingsvision does) but refuses a checkpoint that lacks an encoder key (thingsvision would
   leave it at random init).
-tests/test_ssl_models.py proves features equal to thingsvision 2.6.10's own model code (1e-5).
+tests/test_ssl_models.py proves features equal to thingsvision 2.6.10's own model code (1e-5;
+on the CPU they are bit-identical).
 
 DINOv2: thingsvision calls `torch.hub.load("facebookresearch/dinov2", <entry>)`; pysim runs the
 same hub repo's entry point: from `<TORCH_HOME>/hub/facebookresearch_dinov2_main` (torch.hub's
@@ -119,7 +121,11 @@ def reference_vit(kind: str, vit_kwargs: dict, model_kwargs: dict | None = None,
     if kind == "mae_vit" and input_size:  # MAE has no run-time resampling: built at its input
         args["img_size"] = input_size
     args.update(model_kwargs or {})
-    return _vit_class()(runtime_resample=kind == "dino_vit", **args)
+    model = _vit_class()(runtime_resample=kind == "dino_vit", **args)
+    if kind == "dino_vit":  # DINO's attention is the explicit softmax(q k^T * scale) v
+        for block in model.blocks:
+            block.attn.fused_attn = False
+    return model
 
 
 def resample_checkpoint_positions(model: nn.Module, state: dict) -> None:
