@@ -25,6 +25,8 @@ MODEL_LOADERS: dict[str, str] = {
     "open_clip": "pysim.models.loaders:build_open_clip",
     "resnet50": "pysim.models.loaders:build_resnet50",
     "hub": "pysim.models.loaders:build_hub",
+    "ssl_vit": "pysim.models.ssl_models:build_ssl_vit",
+    "ssl_hub": "pysim.models.ssl_models:build_dinov2",
     "transformers": "pysim.models.loaders:build_align",
 }
 

@@ -35,6 +35,12 @@ def test_every_demo_model_extracts_in_shard_order(demo_root, tmp_path, model_id)
     assert attrs["pysim_version"] and attrs["weights_sha256"] and attrs["package_versions"]
     assert attrs["feature_dtype"] == "float32" and attrs["batch_size"] == OPTS.batch_size
     assert {"resize", "crop", "mean", "std"} <= set(attrs["preprocessing"])
+    assert attrs["architecture_source"] and attrs["transform_source"]
+    assert attrs["transform"].startswith(("Compose(", "ImageClassification("))
+    if load_models(DEMO_TABLE)[model_id].source == "ssl":  # the study's code and transform
+        assert attrs["architecture_source"].startswith("pysim ReferenceViT on timm")
+        assert attrs["transform_source"].startswith("thingsvision 2.6.10 default")
+        assert "Resize(size=32, interpolation=bilinear" in attrs["transform"]
     for split in ("train", "test"):
         feats = read_features(out, split)
         index = index_split(demo_root / "wds_demo_digits" / split)

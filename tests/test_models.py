@@ -182,7 +182,8 @@ def test_resolve_seed_table_without_download():
     lines = resolve_report(models).splitlines()  # transformers (ALIGN) is a dependency
     assert lines[0] == "resolve: 64/64 models"
     loaders = {m: resolve(e).loader for m, e in models.items()}
-    assert loaders["dinov2-vit-giant-p14"] == "timm"
+    assert loaders["dinov2-vit-giant-p14"] == "ssl_hub"
+    assert loaders["mae-vit-huge-p14"] == "ssl_vit"
     assert loaders["simclr-rn50"] == "resnet50"
     assert loaders["dino-xcit-small-12-p16"] == "hub"
     assert loaders["OpenCLIP_EVA02-B-16_merged2b_s8b_b131k"] == "open_clip"

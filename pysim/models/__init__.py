@@ -68,6 +68,11 @@ def describe_transform(transform: Any) -> dict[str, Any]:
     return out
 
 
+def transform_text(transform: Any) -> str:
+    """The exact preprocessing pipeline as one line (its repr, whitespace collapsed)."""
+    return " ".join(repr(transform).split())
+
+
 def _sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -102,7 +107,9 @@ def package_versions() -> dict[str, str]:
 def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[str, Any]:
     """What was loaded: source, name, tag, weight source, the file read and its hash, preprocess.
 
-    `weights_file` is the local file or cache entry the weights came from ("" for random init).
+    `weights_file` is the local file or cache entry the weights came from ("" for random init);
+    `architecture_source` the code that builds the architecture, `transform` the exact
+    preprocessing pipeline and `transform_source` where it comes from.
     """
     files = [res.weights_file] if res.weights_file else \
         [p for p in res.cache_candidates if Path(p).is_file()] if res.pretrained else []
@@ -114,6 +121,8 @@ def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[st
             "pretrained_tag": res.tag or "", "pretrained": res.pretrained,
             "weight_source": res.weight_source, "weights_file": str(files[0]) if files else "",
             "weights_sha256": sha, "weights_hash_of": hash_of,
+            "architecture_source": res.architecture_source, "transform": transform_text(preprocess),
+            "transform_source": res.transform_source,
             "preprocessing": describe_transform(preprocess), "package_versions": package_versions()}
 
 

@@ -165,9 +165,17 @@ def build_resnet50(entry: ModelEntry, res: Resolution) -> Built:
         model.load_state_dict(resnet50_state_dict(load_state_file(res.weights_file)), strict=True)
     elif res.pretrained:
         model.load_state_dict(_converted_resnet50(entry, res), strict=True)
+    return model, _transform(entry, res), model, 1
+
+
+def _transform(entry: ModelEntry, res: Resolution) -> Callable:
+    """thingsvision's transform for the study's ssl models, else imagenet_transform."""
+    if res.extra.get("study_transform"):
+        from pysim.models.ssl_models import study_transform
+
+        return study_transform(entry)
     size = _input_size(entry)
-    transform = imagenet_transform(size, size) if size else imagenet_transform()
-    return model, transform, model, 1
+    return imagenet_transform(size, size) if size else imagenet_transform()
 
 
 def build_hub(entry: ModelEntry, res: Resolution) -> Built:
@@ -176,9 +184,7 @@ def build_hub(entry: ModelEntry, res: Resolution) -> Built:
                            pretrained=res.pretrained and not res.weights_file, **_kwargs(entry))
     if res.weights_file:
         model.load_state_dict(load_state_file(res.weights_file), strict=True)
-    size = _input_size(entry)
-    transform = imagenet_transform(size, size) if size else imagenet_transform()
-    return model, transform, model, 1
+    return model, _transform(entry, res), model, 1
 
 
 def build_align(entry: ModelEntry, res: Resolution) -> Built:

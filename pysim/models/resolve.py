@@ -17,11 +17,27 @@ from pathlib import Path
 from pysim.config import ModelEntry, is_pattern, representation_id
 from pysim.errors import InputError
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
-from pysim.models.ssl_table import SSL_MODELS
+from pysim.models.ssl_table import (
+    SSL_IMPLS,
+    SSL_MODELS,
+    STUDY_IMPL,
+    STUDY_TRANSFORM_TEXT,
+    TIMM_IMPL,
+    XCIT_REPO,
+)
 from pysim.registry import MODEL_SOURCES, load
 
 RANDOM_SEED = 0
 ALIGN_REPO = "kakaobrain/align-base"
+# what `pysim-validate --resolve` says of a loader's preprocessing (the exact pipeline: features)
+LOADER_TRANSFORMS = {
+    "timm": "timm's data config of the model (resolve_data_config + create_transform)",
+    "torchvision": "the weights' transforms() (ImageClassification preset)",
+    "open_clip": "open_clip's preprocess of the model",
+    "resnet50": "Resize(256) CenterCrop(224) ImageNet mean/std (torchvision v2, tensor resize)",
+    "hub": "Resize(256) CenterCrop(224) ImageNet mean/std (torchvision v2, tensor resize)",
+    "transformers": "Resize(289) CenterCrop(289) mean/std 0.5 (torchvision v2, tensor resize)",
+}
 
 
 @dataclass
@@ -37,6 +53,17 @@ class Resolution:
     cache_candidates: list[Path] = field(default_factory=list)
     cache_dir: Path | None = None  # the cache folder the candidates are looked for in
     extra: dict = field(default_factory=dict)
+    architecture: str = ""         # the code that builds the architecture ("" : the loader's)
+    transform: str = ""            # the preprocessing it gets ("" : the loader's own)
+    needs: list[Path] = field(default_factory=list)  # further local paths an offline run needs
+
+    @property
+    def architecture_source(self) -> str:
+        return self.architecture or f"{self.loader} {self.name}"
+
+    @property
+    def transform_source(self) -> str:
+        return self.transform or LOADER_TRANSFORMS.get(self.loader, f"{self.loader}'s own")
 
     @property
     def pretrained(self) -> bool:
@@ -44,6 +71,8 @@ class Resolution:
 
     def cached(self) -> bool:
         """Whether the weights are available without network (local file or filled cache)."""
+        if not all(Path(p).exists() for p in self.needs):
+            return False
         if not self.pretrained:
             return True
         if self.weights_file is not None:
@@ -202,22 +231,70 @@ def _resolve_hub(entry: ModelEntry, repo: str, model: str, wfile: str | None) ->
 
 
 def resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
+    """A self-supervised id of the study: thingsvision 2.6.10's SSLExtractor models (its
+    checkpoints, architectures and one transform), or with model_parameters.ssl_impl "timm"
+    pysim's timm variant of a ViT (timm weights and timm's transform; not the study's)."""
     spec = SSL_MODELS.get(entry.model_name)
     if spec is None:
         raise InputError(f"unknown self-supervised model '{entry.model_name}' "
                          f"(known: {', '.join(SSL_MODELS)})")
-    if spec[0] == "timm":
-        res = _resolve_timm_name(entry, spec[1], wfile)
-        if "dinov2" in spec[1]:  # the study fed DINOv2 224-px inputs, as its hub models do
+    impl = entry.model_parameters.get("ssl_impl", STUDY_IMPL)
+    if impl not in SSL_IMPLS:
+        raise InputError(f"model_parameters.ssl_impl must be one of {', '.join(SSL_IMPLS)}, "
+                         f"got {impl!r}")
+    if impl == TIMM_IMPL:
+        if not spec.timm:
+            raise InputError(f"ssl_impl 'timm': no timm equivalent of '{entry.model_name}'")
+        res = _resolve_timm_name(entry, spec.timm, wfile)
+        if spec.kind == "dinov2_hub":  # the study fed DINOv2 224-px inputs, as its hub models do
             res.extra["default_kwargs"] = {"img_size": 224}
+        res.architecture = f"timm {res.name} (ssl_impl timm: pysim's variant, not the study's)"
         return res
-    if spec[0] == "hub":
-        return _resolve_hub(entry, spec[1], spec[2], wfile)
+    study = STUDY_TRANSFORM_TEXT
+    if spec.kind in ("dino_vit", "mae_vit"):
+        ref = "facebookresearch/dino vision_transformer.py" if spec.kind == "dino_vit" else \
+            "facebookresearch/mae models_vit.py"
+        res = Resolution(entry.model_id, "ssl_vit", entry.model_name, None,
+                         extra={"kind": spec.kind, "vit": spec.vit_kwargs, "url": spec.url},
+                         architecture=f"pysim ReferenceViT on timm VisionTransformer = {ref} "
+                                      "(as thingsvision 2.6.10)", transform=study)
+        if _weights_or(res, entry, wfile):
+            return res
+        return _from_torch_cache(res, spec.url)
+    if spec.kind == "dinov2_hub":
+        res = Resolution(entry.model_id, "ssl_hub", spec.entry, None,
+                         extra={"repo": spec.repo, "url": spec.url},
+                         architecture=f"torch.hub {spec.repo} {spec.entry} (as thingsvision "
+                                      "2.6.10)", transform=study)
+        res.needs = [hub_repo_dir(spec.repo)]
+        if _weights_or(res, entry, wfile):
+            return res
+        res = _from_torch_cache(res, spec.url)
+        res.weight_source = f"torch.hub:{spec.repo}:{spec.entry} ({spec.url})"
+        res.cache_dir = res.needs[0].parent
+        return res
+    if spec.kind == "hub":
+        res = _resolve_hub(entry, spec.repo, spec.entry, wfile)
+        res.architecture = f"torch.hub {spec.repo} {spec.entry} (as thingsvision 2.6.10)"
+        res.transform, res.extra["study_transform"] = study, True
+        if res.pretrained and not res.weights_file:  # the entry also loads these two
+            res.needs = [hub_repo_dir(XCIT_REPO), _torch_cache(spec.url)]
+        return res
     res = Resolution(entry.model_id, "resnet50", "torchvision resnet50 (fc removed)",
-                     entry.model_name, extra={"url": spec[1]})
+                     entry.model_name, extra={"url": spec.url, "study_transform": True},
+                     architecture="torchvision resnet50, fc removed (as thingsvision 2.6.10)",
+                     transform=study)
     if _weights_or(res, entry, wfile):
         return res
-    return _from_torch_cache(res, spec[1], f"{entry.model_name}.pth")  # the converted file
+    return _from_torch_cache(res, spec.url, f"{entry.model_name}.pth")  # the converted file
+
+
+def hub_repo_dir(repo: str) -> Path:
+    """torch.hub's cache folder of `owner/name:ref` (<TORCH_HOME>/hub/owner_name_ref)."""
+    import torch.hub
+
+    owner_name, _, ref = repo.partition(":")
+    return Path(torch.hub.get_dir()) / f"{owner_name.replace('/', '_')}_{ref or 'main'}"
 
 
 def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
@@ -310,7 +387,8 @@ def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | No
             else ("cached" if res.cached() else "not cached")
         tag = f" [{res.tag}]" if res.tag else ""
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
-                     f" ({state})")
+                     f" ({state}); architecture {res.architecture_source}; transform "
+                     f"{res.transform_source}")
         if entry.multi:
             try:
                 lines.append(f"    representations: {representations(entry)}")
