@@ -2,7 +2,7 @@
 /*
  * pysim: cross-dataset consistency of representational similarity between vision models.
  * VALIDATE -> EXTRACT_FEATURES [-> DERIVE_FEATURES] -> MAKE_SUBSET -> COMPUTE_SIMILARITY
- *   -> LINEAR_PROBE -> CONSISTENCY -> SIM_VS_PERF -> REPORT
+ *   -> LINEAR_PROBE (--performance_datasets) -> CONSISTENCY -> SIM_VS_PERF -> REPORT
  *   [ImageNet listed: DERIVE_FEATURES -> FULL_SUBSET -> SUBSET_SIZE_SIMILARITY -> SUBSET_SIZE]
  *   (DESIGN.md §7; every step calls one bin/ entry point)
  */

@@ -147,3 +147,33 @@ def test_sim_vs_perf_takes_the_matched_probes(tmp_path):
     own_row = pd.read_csv(out).iloc[0]
     assert own_row["performance_dataset"] == "imagenet-subset-10k"
     assert abs(own_row["pearson_r"] - row["pearson_r"]) > 0.3
+
+
+def test_report_takes_the_gap_accuracies_from_the_tables_match(tmp_path):
+    from pysim.report.results import collect
+
+    root = tmp_path / "results"
+    ids = ["m0", "m1", "m2"]
+    write_similarities(root / "similarities" / "imagenet-subset-10k.h5",
+                       Similarities("imagenet-subset-10k", ids,
+                                    {"cka_kernel_linear_unbiased": np.eye(3)}, {}))
+    for dataset, base in (("wds/imagenet1k", 0.5), ("imagenet-subset-10k", 0.1)):
+        for k, m in enumerate(ids):
+            path = root / "probes" / dataset.replace("/", "_") / f"{m}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"model_id": m, "dataset": dataset,
+                                        "test_acc1": base + k / 10}))
+    gap = root / "performance" / "similarity_vs_gap.csv"
+    gap.parent.mkdir()
+    pd.DataFrame([{"metric": "cka_kernel_linear_unbiased", "dataset": "imagenet-subset-10k",
+                   "performance_dataset": "wds/imagenet1k", "n_pairs": 3,
+                   "pearson_r": 0.0, "spearman_r": 0.0}]).to_csv(gap, index=False)
+    res = collect(root)
+    assert res.performance_source("imagenet-subset-10k") == "wds/imagenet1k"
+    assert res.accuracies("imagenet-subset-10k") == pytest.approx(
+        {"m0": 0.5, "m1": 0.6, "m2": 0.7})
+    gap.write_text(gap.read_text().replace("imagenet-subset-10k", "wds/other"))
+    assert collect(root).accuracies("imagenet-subset-10k") == {}  # left out by the table
+    gap.unlink()  # no table: a dataset's own probes (earlier results folders)
+    assert collect(root).accuracies("imagenet-subset-10k") == pytest.approx(
+        {"m0": 0.1, "m1": 0.2, "m2": 0.3})
