@@ -214,7 +214,7 @@ workflow {
     // extracted from images: the list's own datasets (and ImageNet once for derived ones)
     extracted = datasets.filter { it.role != 'subset_size' && !it.derived_from }.unique { it.id }
     extracted.filter { it.role == 'extracted' }.subscribe {
-        log.info("${it.id}: extracted for the derived datasets of --datasets; not in --datasets, " +
+        log.info("${it.id}: extracted for the derived datasets of the lists; not in --datasets, " +
                  "so not analysed as a dataset of its own")
     }
     datasets.filter { it.role == 'performance' }.subscribe {
