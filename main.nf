@@ -2,7 +2,7 @@
 /*
  * pysim: cross-dataset consistency of representational similarity between vision models.
  * VALIDATE -> EXTRACT_FEATURES [-> DERIVE_FEATURES] -> MAKE_SUBSET -> COMPUTE_SIMILARITY
- *   -> LINEAR_PROBE -> CONSISTENCY -> SIM_VS_PERF -> REPORT
+ *   -> LINEAR_PROBE (--performance_datasets) -> CONSISTENCY -> SIM_VS_PERF -> REPORT
  *   [ImageNet listed: DERIVE_FEATURES -> FULL_SUBSET -> SUBSET_SIZE_SIMILARITY -> SUBSET_SIZE]
  *   (DESIGN.md §7; every step calls one bin/ entry point)
  */
@@ -203,7 +203,8 @@ workflow {
 
     // VALIDATE first: the selected models' weights are checked before any extraction, and
     // its tables (models.json, datasets.json) are what the channels below are built from.
-    VALIDATE(modelsFile, file(params.datasets), metricsFile, root, infoFile,
+    def perfFile = params.performance_datasets ? file(params.performance_datasets) : []
+    VALIDATE(modelsFile, file(params.datasets), perfFile, metricsFile, root, infoFile,
              params.model_ids ? params.model_ids.toString() : '',
              params.subset_sizes ? params.subset_sizes.toString() : '')
     // A constant gate: EXTRACT waits for VALIDATE without hashing its (table-dependent) output.
@@ -214,8 +215,16 @@ workflow {
     // extracted from images: the list's own datasets (and ImageNet once for derived ones)
     extracted = datasets.filter { it.role != 'subset_size' && !it.derived_from }.unique { it.id }
     extracted.filter { it.role == 'extracted' }.subscribe {
-        log.info("${it.id}: extracted for the derived datasets of --datasets; not in --datasets, " +
+        log.info("${it.id}: extracted for the derived datasets of the lists; not in --datasets, " +
                  "so not analysed as a dataset of its own")
+    }
+    datasets.filter { it.role == 'performance' }.subscribe {
+        log.info("${it.id}: probed for --performance_datasets; not in --datasets, so not " +
+                 "analysed as a dataset of its own")
+    }
+    datasets.filter { it.role == 'analysed' && !it.performance }.subscribe {
+        log.warn("${it.id}: no dataset of --performance_datasets has its display name " +
+                 "(--dataset_info); left out of performance/similarity_vs_gap.csv")
     }
     dataset_ch = root.combine(extracted).map { dir, ds -> [ds.id, ds.key, dir.resolve(ds.folder)] }
     EXTRACT_FEATURES(model_ch.combine(dataset_ch).combine(ready))
@@ -289,10 +298,16 @@ workflow {
         probes = Channel.value([])
         performance = Channel.value([])
     } else {
-        LINEAR_PROBE(features.filter { key, id, f -> !id.contains('@') })  // primary only
+        // the performance list's datasets (VALIDATE's probe column), primary representations
+        // only; full ImageNet on its own extraction, never on a derived subset
+        probe_keys = boxed(datasets.filter { it.probe }.map { it.key }.unique())
+        LINEAR_PROBE(extracted_features.mix(DERIVE_FEATURES.out.features)
+            .combine(probe_keys)
+            .filter { key, id, f, keys -> key in keys && !id.contains('@') }
+            .map { key, id, f, keys -> [key, id, f] })
         probes = LINEAR_PROBE.out.probe
             .toSortedList { a, b -> (a[0] <=> b[0]) ?: (modelIds.indexOf(a[1]) <=> modelIds.indexOf(b[1])) }
-        SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } })
+        SIM_VS_PERF(sims, probes.map { list -> list.collect { it[2] } }, VALIDATE.out.datasets)
         performance = SIM_VS_PERF.out.table
         versions = versions.mix(LINEAR_PROBE.out.versions, SIM_VS_PERF.out.versions)
     }

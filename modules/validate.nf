@@ -3,13 +3,15 @@
 // --weights_dir caches): a missing weights file stops the run here, before any GPU job.
 // It writes the tables the workflow builds its channels from (pysim/validate.py), so that
 // main.nf keeps no copy of the loaders' rules: models.json (the --model_ids entries, weights
-// paths absolute) and datasets.json (rows: id, key, folder, derived_from, role).
+// paths absolute) and datasets.json (rows: id, key, folder, derived_from, role, probe,
+// performance; --performance_datasets matched to the dataset list by display name there).
 process VALIDATE {
     label 'process_single'
 
     input:
     path models, stageAs: 'model_table/*'
     path datasets, stageAs: 'dataset_list/*'
+    path performance, stageAs: 'performance_list/*'  // --performance_datasets, or [] (the list)
     path metrics
     path dataset_root, stageAs: 'dataset_root'
     path dataset_info
@@ -24,8 +26,9 @@ process VALIDATE {
 
     script:
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def perf = performance ? "--performance-datasets ${performance}" : ''
     """
-    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
+    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
         --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
         --subset-sizes '${subset_sizes}' --write-models models.json \\
         --write-datasets datasets.json ${task.ext.args ?: ''} > validate.txt
@@ -34,10 +37,12 @@ process VALIDATE {
     """
 
     stub:
-    // the tables are real: the workflow's channels follow them
+    // the tables are real (the workflow's channels follow them), the performance match too
+    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def perf = performance ? "--performance-datasets ${performance}" : ''
     """
-    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} \\
-        --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
+    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
+        ${info} --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
         --write-models models.json --write-datasets datasets.json > validate.txt
     pysim-versions "${task.process}" > versions.yml
     """

@@ -15,6 +15,7 @@ from pysim.config import (
     check_dataset_dirs,
     check_dataset_ids,
     dataset_dir,
+    dataset_entries,
     dataset_key,
     derived_kind,
     load_dataset_info,
@@ -23,6 +24,11 @@ from pysim.config import (
     load_models,
 )
 from pysim.errors import InputError
+
+# Roles of VALIDATE's dataset rows (DESIGN §7): analysed (in --datasets), performance (in
+# --performance_datasets only: probed, not analysed), extracted (ImageNet, extracted only for
+# the derived ids of the lists) and subset_size (the ImageNet subset-size sensitivity).
+ROLES = ("analysed", "performance", "extracted", "subset_size")
 
 
 @dataclass
@@ -33,18 +39,64 @@ class Inputs:
     datasets: list[str]
     metrics: list[MetricSpec]
     dataset_info: dict[str, dict[str, str]] | None = None
+    performance: list[str] | None = None  # --performance_datasets (None: the similarity list)
+    # similarity dataset id -> the performance dataset whose probes it uses (by display name)
+    matches: dict[str, str] | None = None
 
 
 def validate_inputs(models: str | os.PathLike, datasets: str | os.PathLike,
                     metrics: str | os.PathLike, dataset_root: str | os.PathLike | None = None,
-                    dataset_info: str | os.PathLike | None = None) -> Inputs:
+                    dataset_info: str | os.PathLike | None = None,
+                    performance: str | os.PathLike | None = None) -> Inputs:
     """Load and check every input; raises InputError on the first problem."""
     inputs = Inputs(load_models(models), load_dataset_list(datasets), load_metrics(metrics),
-                    load_dataset_info(dataset_info) if dataset_info else None)
+                    load_dataset_info(dataset_info) if dataset_info else None,
+                    load_dataset_list(performance) if performance else None)
     check_dataset_ids(inputs.datasets)
+    if inputs.performance is not None:
+        check_dataset_ids(inputs.performance)
     if dataset_root is not None:
         check_dataset_dirs(dataset_root, inputs.datasets)
+        if inputs.performance is not None:
+            check_dataset_dirs(dataset_root, [i for i in inputs.performance
+                                              if i not in inputs.datasets])
+    # without a performance list every dataset is probed and uses its own probes
+    inputs.matches = ({i: i for i in inputs.datasets} if inputs.performance is None else
+                      match_performance(inputs.datasets, inputs.performance,
+                                        inputs.dataset_info))
     return inputs
+
+
+def match_performance(similarity: list[str], performance: list[str],
+                      info: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
+    """Similarity dataset id -> the performance dataset id with the same display name.
+
+    The original study's rule (§4.7, App. G): both lists' ids are replaced by their display
+    names in the dataset table (the id itself where the table has none), and a similarity
+    dataset takes the accuracies of the performance dataset of its name, so that
+    `imagenet-subset-10k` (named ImageNet-1k) is paired with the full `wds/imagenet1k`.
+    A similarity dataset without a match is left out of the sim-vs-perf analysis. Refused
+    (InputError): two performance datasets of one name (which one's accuracy is meant?) and
+    a performance dataset that matches no similarity dataset (its probes would serve nothing;
+    usually a missing --dataset_info entry).
+    """
+    names = {e.dataset_id: e.name for e in dataset_entries(list(dict.fromkeys(
+        [*similarity, *performance])), info)}
+    by_name: dict[str, str] = {}
+    for perf in performance:
+        other = by_name.setdefault(names[perf], perf)
+        if other != perf:
+            raise InputError(f"--performance_datasets: '{other}' and '{perf}' have the same "
+                             f"display name '{names[perf]}'; a similarity dataset of that "
+                             "name cannot take the accuracies of both")
+    used = {names[s] for s in similarity}
+    unmatched = [p for p in performance if names[p] not in used]
+    if unmatched:
+        p = unmatched[0]
+        raise InputError(f"--performance_datasets: '{p}' (display name '{names[p]}') matches "
+                         "no dataset of --datasets by display name (--dataset_info); its "
+                         "probes would be used nowhere")
+    return {s: by_name[names[s]] for s in similarity if names[s] in by_name}
 
 
 def summary(inputs: Inputs) -> str:
@@ -63,7 +115,22 @@ def summary(inputs: Inputs) -> str:
     if derived:
         lines.append(f"derived:  {len(derived)} ({', '.join(derived)}; sliced from the "
                      f"{IMAGENET_ID} features)")
+    if inputs.performance is not None:
+        lines.append(performance_summary(inputs.datasets, inputs.matches or {}))
     return "\n".join(lines)
+
+
+def performance_summary(datasets: list[str], matches: dict[str, str]) -> str:
+    """Which probes each similarity dataset's sim-vs-perf rows use; the unmatched named."""
+    paired = [f"{s} <- {p}" for s, p in matches.items() if s != p]
+    line = (f"performance: {len(set(matches.values()))} probed datasets for "
+            f"{len(matches)} of {len(datasets)} datasets"
+            + (f" ({', '.join(paired)})" if paired else ""))
+    unmatched = [s for s in datasets if s not in matches]
+    if unmatched:
+        line += (f"\nWARNING: no dataset of --performance_datasets has the display name of "
+                 f"{', '.join(unmatched)}: left out of the similarity-vs-gap analysis")
+    return line
 
 
 # --- the tables the workflow reads (VALIDATE's outputs) ---------------------------------
@@ -94,28 +161,50 @@ def model_table(models: dict[str, ModelEntry], models_path: str | os.PathLike) -
     return out
 
 
-def dataset_row(dataset_id: str, role: str) -> dict[str, str]:
+def dataset_row(dataset_id: str, role: str, probe: bool = False,
+                performance: str = "") -> dict[str, str | bool]:
     """One dataset: id, output key, folder under the root ('' when derived), derived_from,
-    and role: analysed (in the list), extracted (ImageNet, only for derived ids) or
-    subset_size (the ImageNet subset-size sensitivity)."""
+    role (ROLES), probe (LINEAR_PROBE runs on it: it is in the performance list) and
+    performance (an analysed row: the id of the dataset whose probes its sim-vs-perf rows use,
+    '' for none)."""
     derived = bool(derived_kind(dataset_id))
     return {"id": dataset_id, "key": dataset_key(dataset_id),
             "folder": "" if derived else dataset_dir("", dataset_id).name,
-            "derived_from": IMAGENET_ID if derived else "", "role": role}
+            "derived_from": IMAGENET_ID if derived else "", "role": role, "probe": probe,
+            "performance": performance}
 
 
 def dataset_table(datasets: list[str], subset_sizes: list[int] | None = None,
-                  reference: int = 10) -> list[dict[str, str]]:
-    """The list's datasets, ImageNet when a derived id needs it and the list lacks it, and
-    the imagenet-subset-<N>k of `subset_sizes` (plus the reference) when ImageNet is listed."""
-    rows = [dataset_row(i, "analysed") for i in datasets]
-    if any(derived_kind(i) for i in datasets) and IMAGENET_ID not in datasets:
+                  reference: int = 10, performance: list[str] | None = None,
+                  matches: dict[str, str] | None = None) -> list[dict[str, str | bool]]:
+    """The rows of every dataset to process.
+
+    The list's datasets (analysed); the performance list's others (performance: probed, not
+    analysed; None: the performance list is the list itself, each dataset its own match);
+    ImageNet when a derived id needs it and neither list holds it (extracted); and the
+    imagenet-subset-<N>k of `subset_sizes` (plus the reference) when the list holds ImageNet
+    (subset_size). `matches`: similarity id -> performance id (match_performance).
+    """
+    if performance is None:
+        performance, matches = datasets, {i: i for i in datasets}
+    matches = matches or {}
+    rows = [dataset_row(i, "analysed", i in performance, matches.get(i, ""))
+            for i in datasets]
+    rows += [dataset_row(i, "performance", True) for i in performance if i not in datasets]
+    listed = [*datasets, *performance]
+    if any(derived_kind(i) for i in listed) and IMAGENET_ID not in listed:
         rows.append(dataset_row(IMAGENET_ID, "extracted"))
     imagenet = any(i == IMAGENET_ID or IMAGENET_SUBSET.fullmatch(i) for i in datasets)
     if subset_sizes and imagenet:
         for size in sorted({*subset_sizes, reference}):
             rows.append(dataset_row(f"imagenet-subset-{size}k", "subset_size"))
     return rows
+
+
+def performance_map(rows: list[dict]) -> dict[str, str]:
+    """From VALIDATE's rows: analysed dataset id -> the id whose probes it uses (matched)."""
+    return {r["id"]: r["performance"] for r in rows
+            if r.get("role") == "analysed" and r.get("performance")}
 
 
 def write_json(data, path: str | os.PathLike) -> None:

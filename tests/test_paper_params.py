@@ -20,7 +20,8 @@ def paper_params() -> dict:
 
 def test_the_study_files_are_unchanged_copies():
     for name in ("models_config_wo_alignment.json", "webdatasets_w_insub10k.txt",
-                 "similarity_metric_config_local_global.json", "dataset_info.json"):
+                 "webdatasets_w_in1k.txt", "similarity_metric_config_local_global.json",
+                 "dataset_info.json"):
         assert (PAPER / name).read_bytes() == (SEED / name).read_bytes(), name
     assert len(load_models(PAPER / "models_config_wo_alignment.json")) == 64
     assert len(load_metrics(PAPER / "similarity_metric_config_local_global.json")) == 3
@@ -30,7 +31,7 @@ def test_the_study_files_are_unchanged_copies():
 
 def test_params_file_names_existing_files_and_known_params():
     params = paper_params()
-    for name in ("models", "datasets", "metrics", "dataset_info"):
+    for name in ("models", "datasets", "performance_datasets", "metrics", "dataset_info"):
         path = Path(params[name].replace("${projectDir}", str(ROOT)))
         assert path.is_file() and path.parent == PAPER, name
     config = (ROOT / "nextflow.config").read_text()

@@ -43,13 +43,16 @@ def test_dataset_table_rows(tmp_path):
     proc = run_cli("pysim-validate", *args, "--write-datasets", out, "--subset-sizes", "5")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text()) == [
+        # without --performance-datasets every listed dataset is probed, using its own probes
         {"id": "wds/vtab/cifar10", "key": "wds_vtab_cifar10", "folder": "wds_vtab-cifar10",
-         "derived_from": "", "role": "analysed"},
+         "derived_from": "", "role": "analysed", "probe": True,
+         "performance": "wds/vtab/cifar10"},
         {"id": "living17", "key": "living17", "folder": "",
-         "derived_from": "wds/imagenet1k", "role": "analysed"},
+         "derived_from": "wds/imagenet1k", "role": "analysed", "probe": True,
+         "performance": "living17"},
         # extracted for living17 only; no subset-size rows without ImageNet in the list
         {"id": "wds/imagenet1k", "key": "wds_imagenet1k", "folder": "wds_imagenet1k",
-         "derived_from": "", "role": "extracted"},
+         "derived_from": "", "role": "extracted", "probe": False, "performance": ""},
     ]
 
 

@@ -5,6 +5,11 @@ ImageNet-like demo dataset is extracted once per model, sliced per derived id, a
 only through them; the subset-size sensitivity runs on 1, 5 and 10 (the reference) per
 class. Expected files are re-derived here from the ImageNet features and the class lists'
 JSON, then pushed through the entry points by hand.
+
+`--performance_datasets` names `wds/demo_digits`, `living17` and `wds/imagenet1k` (the
+original's second list): ImageNet is probed on its full splits, not analysed, and gives
+`imagenet-subset-5k` (the same display name in the run's dataset table) its accuracies in
+`similarity_vs_gap.csv`; the subset itself is not probed.
 """
 
 from __future__ import annotations
@@ -18,9 +23,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from nf_helpers import REPO, TEST_MODELS, by_status, latest_trace, read_trace, run_nf
+from scipy.stats import pearsonr, spearmanr
 
 from conftest import run_cli
-from pysim.demo import DEMO_IMAGENET_CLASSES, write_demo_datasets, write_demo_imagenet
+from pysim.demo import (
+    DEMO_IMAGENET_CLASSES,
+    DEMO_IMAGENET_PER_CLASS,
+    write_demo_datasets,
+    write_demo_imagenet,
+)
 from pysim.io import SplitFeatures, read_features, read_similarities, write_features
 
 pytestmark = pytest.mark.slow
@@ -28,6 +39,8 @@ pytestmark = pytest.mark.slow
 DATASETS = ("wds/demo_digits", "living17", "imagenet-subset-5k")
 KEYS = ("wds_demo_digits", "living17", "imagenet-subset-5k")
 DERIVED = ("living17", "imagenet-subset-5k")
+PERFORMANCE = ("wds/demo_digits", "living17", "wds/imagenet1k")
+PERF_KEYS = ("wds_demo_digits", "living17", "wds_imagenet1k")
 SIZES = (1, 5, 10)
 TASKS = json.loads((REPO / "pysim" / "data" / "breeds_tasks.json").read_text())
 DEMO = REPO / "assets" / "demo"
@@ -45,9 +58,17 @@ def run(tmp_path_factory):
     models.write_text(json.dumps({k: table[k] for k in TEST_MODELS}))
     datasets = launch / "datasets.txt"
     datasets.write_text("".join(f"{d}\n" for d in DATASETS))
+    performance = launch / "performance.txt"
+    performance.write_text("".join(f"{d}\n" for d in PERFORMANCE))
+    info = json.loads((DEMO / "dataset_info.json").read_text())
+    info.update({d: {"name": "ImageNet-1k", "domain": "Natural (multi-domain)"}
+                 for d in ("wds/imagenet1k", "imagenet-subset-5k")})
+    (launch / "dataset_info.json").write_text(json.dumps(info))
     proc = run_nf(["run", str(REPO / "main.nf"), "-profile", "test", "--demo_data", "false",
                    "--dataset_root", str(root), "--models", str(models), "--datasets",
-                   str(datasets), "--outdir", "results", "--subset_sizes", "1,5"], cwd=launch)
+                   str(datasets), "--performance_datasets", str(performance), "--dataset_info",
+                   str(launch / "dataset_info.json"), "--outdir", "results",
+                   "--subset_sizes", "1,5"], cwd=launch)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return {"out": launch / "results", "log": proc.stdout + proc.stderr}
 
@@ -62,11 +83,13 @@ def test_tasks_imagenet_extracted_once_and_not_analysed(run):
     assert count["FULL_SUBSET"] == count["SUBSET_SIZE_SIMILARITY"] == len(SIZES)
     assert count["SUBSET_SIZE"] == 1
     assert count["MAKE_SUBSET"] == count["COMPUTE_SIMILARITY"] == len(DATASETS)
-    assert count["LINEAR_PROBE"] == len(TEST_MODELS) * len(DATASETS)
-    assert "not analysed as a dataset of its own" in run["log"]
+    assert count["LINEAR_PROBE"] == len(TEST_MODELS) * len(PERFORMANCE)
+    assert "wds/imagenet1k: probed for --performance_datasets; not in --datasets, so not " \
+        "analysed as a dataset of its own" in run["log"]
     out = run["out"]
     assert sorted(p.stem for p in (out / "similarities").glob("*.h5")) == sorted(KEYS)
-    assert sorted(p.name for p in (out / "probes").iterdir()) == sorted(KEYS)
+    # the performance list's datasets: full ImageNet, not the analysed subset
+    assert sorted(p.name for p in (out / "probes").iterdir()) == sorted(PERF_KEYS)
     assert (out / "features" / "wds_imagenet1k").is_dir()  # published, not analysed
 
 
@@ -159,3 +182,42 @@ def test_subset_size_table_against_its_published_similarities(run):
             want = np.corrcoef(matrix[rows, cols], sims[n].matrices[metric][rows, cols])[0, 1]
             got = table[(table.metric == metric) & (table.samples_per_class == n)].pearson_r
             assert got.tolist() == pytest.approx([want], abs=1e-9)
+
+
+def probe_accuracies(out: Path, key: str) -> dict[str, dict]:
+    return {m: json.loads((out / "probes" / key / f"{m}.json").read_text()) for m in TEST_MODELS}
+
+
+def test_imagenet_probed_on_its_full_splits(run):
+    n_classes = len(DEMO_IMAGENET_CLASSES)
+    for model_id, probe in probe_accuracies(run["out"], "wds_imagenet1k").items():
+        imagenet = run["out"] / "features" / "wds_imagenet1k" / f"{model_id}.h5"
+        with h5py.File(imagenet) as f:
+            n_train, n_test = len(f["train"]["targets"]), len(f["test"]["targets"])
+        assert (n_train, n_test) == (DEMO_IMAGENET_PER_CLASS["train"] * n_classes,
+                                     DEMO_IMAGENET_PER_CLASS["test"] * n_classes)
+        assert (probe["dataset"], probe["n_train"], probe["n_test"]) == (
+            "wds/imagenet1k", n_train, n_test)
+
+
+def test_similarity_vs_gap_takes_full_imagenets_accuracy_for_the_subset(run):
+    out = run["out"]
+    table = pd.read_csv(out / "performance" / "similarity_vs_gap.csv")
+    sources = dict(zip(table["dataset"], table["performance_dataset"], strict=False))
+    assert sources == {"wds/demo_digits": "wds/demo_digits", "living17": "living17",
+                       "imagenet-subset-5k": "wds/imagenet1k"}
+    for dataset, key in zip(DATASETS, KEYS, strict=True):
+        sims = read_similarities(out / "similarities" / f"{key}.h5")
+        assert list(sims.model_ids) == list(TEST_MODELS)
+        perf_key = sources[dataset].replace("/", "_")
+        accs = {m: p["test_acc1"] for m, p in probe_accuracies(out, perf_key).items()}
+        for metric, matrix in sims.matrices.items():
+            xs, gaps = [], []
+            for i in range(len(TEST_MODELS)):
+                for j in range(i + 1, len(TEST_MODELS)):
+                    xs.append(float(matrix[i, j]))
+                    gaps.append(abs(accs[TEST_MODELS[i]] - accs[TEST_MODELS[j]]))
+            row = table[(table.metric == metric) & (table.dataset == dataset)].iloc[0]
+            assert row["n_pairs"] == len(xs) == 3
+            assert row["pearson_r"] == pytest.approx(pearsonr(xs, gaps)[0], abs=1e-9)
+            assert row["spearman_r"] == pytest.approx(spearmanr(xs, gaps)[0], abs=1e-9)

@@ -1,5 +1,9 @@
 """Similarity vs. behaviour (DESIGN §1.6): per metric and dataset, the correlation between a model
-pair's similarity and the absolute difference of the two models' probe accuracies."""
+pair's similarity and the absolute difference of the two models' probe accuracies.
+
+The accuracies of a similarity dataset may come from another dataset's probes (the original's
+performance list, matched by display name: `imagenet-subset-10k` takes full ImageNet's); the
+mapping is decided by pysim-validate and handed in here."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from pysim.errors import InputError
 from pysim.io import Similarities, read_json
 
 log = logging.getLogger(__name__)
-COLUMNS = ["metric", "dataset", "n_pairs", "pearson_r", "spearman_r"]
+COLUMNS = ["metric", "dataset", "performance_dataset", "n_pairs", "pearson_r", "spearman_r"]
 # The stage's table (DESIGN §5), under --outdir: its one name in pysim.
 TABLE_NAME = "performance/similarity_vs_gap.csv"
 
@@ -63,13 +67,24 @@ def correlate(frame: pd.DataFrame) -> tuple[float, float]:
 
 
 def sim_vs_perf_table(files: Sequence[Similarities],
-                      probes: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
-    """One row per (metric, dataset); datasets without probes and models without one are warned."""
+                      probes: Mapping[str, Mapping[str, float]],
+                      performance: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per (metric, dataset); datasets without probes and models without one are warned.
+
+    `performance`: similarity dataset id -> the dataset whose probes give its accuracies
+    (None: each dataset its own; a dataset missing from the mapping has no rows).
+    """
     out = []
+    by_key = None if performance is None else {dataset_key(k): v for k, v in performance.items()}
     for sims in sorted(files, key=lambda s: s.dataset):
-        accs = probes.get(dataset_key(sims.dataset))
+        source = sims.dataset if by_key is None else by_key.get(dataset_key(sims.dataset))
+        if source is None:
+            log.warning("dataset '%s': no performance dataset matched, skipped", sims.dataset)
+            continue
+        accs = probes.get(dataset_key(source))
         if not accs:
-            log.warning("dataset '%s': no probe results, skipped", sims.dataset)
+            log.warning("dataset '%s': no probe results%s, skipped", sims.dataset,
+                        "" if source == sims.dataset else f" of '{source}'")
             continue
         # layer representations (<model_id>@<module>) have no probe by design
         missing = [m for m in sims.model_ids if m not in accs and LAYER_SEP not in m]
@@ -79,6 +94,7 @@ def sim_vs_perf_table(files: Sequence[Similarities],
         for metric_id in sorted(sims.matrices):
             pairs = gap_pairs(sims.matrices[metric_id], sims.model_ids, accs)
             pearson, spearman = correlate(pairs)
-            out.append({"metric": metric_id, "dataset": sims.dataset, "n_pairs": len(pairs),
+            out.append({"metric": metric_id, "dataset": sims.dataset,
+                        "performance_dataset": source, "n_pairs": len(pairs),
                         "pearson_r": pearson, "spearman_r": spearman})
     return pd.DataFrame(out, columns=COLUMNS)

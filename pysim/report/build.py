@@ -18,7 +18,7 @@ from pysim import __version__
 from pysim.analysis.consistency import consistency_matrix
 from pysim.analysis.domains import dataset_field
 from pysim.analysis.sim_vs_perf import correlate, gap_pairs
-from pysim.config import CATEGORY_COLUMNS, dataset_key
+from pysim.config import CATEGORY_COLUMNS
 from pysim.report import figures as fg
 from pysim.report import html as h
 from pysim.report import interactive as ia
@@ -74,13 +74,15 @@ class Report:
         res = self.res
         rows = []
         for sims in sorted(res.similarities, key=lambda s: s.dataset):
-            probes = res.probes.get(dataset_key(sims.dataset), {})
+            probes = res.accuracies(sims.dataset)
             n_samples = sorted({a.get("n_samples") for a in sims.metric_attrs.values()
                                 if a.get("n_samples") is not None})
             rows.append({"dataset": sims.dataset, "name": self.names[sims.dataset],
                          "domain": self.domains[sims.dataset], "models": len(sims.model_ids),
                          "metrics": len(sims.matrices),
-                         "n_samples": ", ".join(map(str, n_samples)), "probes": len(probes),
+                         "n_samples": ", ".join(map(str, n_samples)),
+                         "probes of": res.performance_source(sims.dataset) or "",
+                         "probes": len(probes),
                          "mean test_acc1": np.mean(list(probes.values())) if probes else np.nan})
         return self.missing("similarities") + h.table(pd.DataFrame(rows))
 
@@ -198,7 +200,7 @@ class Report:
             for metric in res.metrics:
                 panels = []
                 for sims in sorted(res.similarities, key=lambda s: s.dataset):
-                    accs = res.probes.get(dataset_key(sims.dataset))
+                    accs = res.accuracies(sims.dataset)
                     if accs and metric in sims.matrices:
                         pairs = gap_pairs(sims.matrices[metric], sims.model_ids, accs)
                         panels.append((self.names[sims.dataset], pairs, correlate(pairs)[0]))

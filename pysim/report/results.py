@@ -14,7 +14,7 @@ import pandas as pd
 from pysim.analysis.sim_vs_perf import TABLE_NAME as SIM_VS_PERF_TABLE
 from pysim.analysis.sim_vs_perf import load_probes
 from pysim.analysis.stack import read_all
-from pysim.config import ModelEntry, load_dataset_info, load_models
+from pysim.config import ModelEntry, dataset_key, load_dataset_info, load_models
 from pysim.errors import InputError
 from pysim.io import Similarities
 from pysim.report.interactive import split_layers
@@ -45,6 +45,21 @@ class Results:
     pipeline_info: list[Path] = field(default_factory=list)
     software_versions: pd.DataFrame | None = None
     missing: dict[str, str] = field(default_factory=dict)
+
+    def performance_source(self, dataset: str) -> str | None:
+        """The dataset whose probes a similarity dataset's accuracy gaps use: its
+        `performance_dataset` in the sim-vs-perf table (matched by pysim-validate; None when
+        the table leaves it out), itself where the table has no such column or is absent."""
+        table = self.sim_vs_gap
+        if table is None or "performance_dataset" not in table.columns:
+            return dataset
+        rows = table[table["dataset"] == dataset]["performance_dataset"].dropna()
+        return str(rows.iloc[0]) if len(rows) else None
+
+    def accuracies(self, dataset: str) -> dict[str, float]:
+        """model id -> the probe accuracy a similarity dataset's gaps use (performance_source)."""
+        source = self.performance_source(dataset)
+        return dict(self.probes.get(dataset_key(source), {})) if source else {}
 
     @property
     def datasets(self) -> list[str]:

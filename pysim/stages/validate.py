@@ -23,19 +23,24 @@ def run_validate(models: str | os.PathLike, datasets: str | os.PathLike,
                  dataset_info: str | os.PathLike | None = None, resolve: bool = False,
                  check_weights: bool = False, model_ids: Sequence[str] = (),
                  subset_sizes: Sequence[int] = (),
+                 performance: str | os.PathLike | None = None,
                  write_models: str | os.PathLike | None = None,
                  write_datasets: str | os.PathLike | None = None) -> Iterator[str]:
     """Yield the summary, the resolution report if asked, then 'inputs OK'; InputError if bad.
 
-    `model_ids` restricts the models (checked, resolved and written); the tables are written
-    before the weights are checked, only once the inputs are valid.
+    `performance` is the --performance_datasets list (None: the similarity list), matched
+    to the similarity datasets by display name. `model_ids` restricts the models (checked,
+    resolved and written); the tables are written before the weights are checked, only once
+    the inputs are valid.
     """
-    inputs = validate_inputs(models, datasets, metrics, dataset_root, dataset_info)
+    inputs = validate_inputs(models, datasets, metrics, dataset_root, dataset_info, performance)
     inputs.models = select_models(inputs.models, list(model_ids), Path(models).name)
     if write_models:
         write_json(model_table(inputs.models, models), write_models)
     if write_datasets:
-        write_json(dataset_table(inputs.datasets, list(subset_sizes)), write_datasets)
+        write_json(dataset_table(inputs.datasets, list(subset_sizes),
+                                 performance=inputs.performance, matches=inputs.matches),
+                   write_datasets)
     yield summary(inputs)
     if resolve or check_weights:
         import pysim.models  # torch: only when asked
