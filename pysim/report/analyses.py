@@ -155,8 +155,11 @@ def anchors_part(report, cdir: Path) -> str:
     tests = read_table(cdir / "anchor_tests.csv")
     if tests is not None and not tests.empty:
         hits = tests[tests["p_adjusted"] < SIGNIFICANCE]
-        outside = sorted(set(tests.loc[tests["family_size"].isna(), "metric"]))
-        text += (f" {len(hits)} of {int(tests['family_size'].notna().sum())} tests in the family "
+        # tables written before --anchor-test-metrics have no family_size: every test counts
+        member = (tests["family_size"].notna() if "family_size" in tests
+                  else pd.Series(True, index=tests.index))
+        outside = sorted(set(tests.loc[~member, "metric"]))
+        text += (f" {len(hits)} of {int(member.sum())} tests in the family "
                  f"have adjusted p < {SIGNIFICANCE}.")
         if outside:
             text += f" Tested outside the family (no adjusted p): {', '.join(outside)}."
