@@ -262,7 +262,8 @@ def test_cli_options_and_bad_input(tmp_path):
     out = tmp_path / "out"
     run_cli("pysim-consistency", *args, "--models", models, "--out-dir", out,
             "--permutations", "9", "--bootstrap", "9", "--transform", "arccos",
-            "--anchors", "model_1", "--anchors", "model_2", check=True)
+            "--anchors", "model_1", "--anchors", "model_2",
+            "--anchor-test-metrics", METRICS[0], check=True)
     anchors = pd.read_csv(out / "anchors.csv")
     assert set(anchors["anchor_model"]) == {"model_1", "model_2"}
     assert set(pd.read_csv(out / "consistency.csv")["transform"]) == {"arccos"}
@@ -271,6 +272,12 @@ def test_cli_options_and_bad_input(tmp_path):
     assert len(pd.read_csv(out / "metric_agreement.csv")) == 2
     tests = pd.read_csv(out / "anchor_tests.csv")
     assert {"statistic", "p_value", "p_adjusted", "transform"} <= set(tests.columns)
+    # the Bonferroni family: the first metric's tests only; the other's have no p_adjusted
+    family = tests["metric"] == METRICS[0]
+    assert family.any() and (~family).any()
+    sizes = tests[family].groupby("category")["family_size"]
+    assert (sizes.nunique() == 1).all() and (sizes.first() == sizes.size()).all()
+    assert tests.loc[~family, ["family_size", "p_adjusted"]].isna().all().all()
 
     bad = run_cli("pysim-consistency", *args, "--models", models, "--out-dir", tmp_path / "o2",
                   "--transform", "log")

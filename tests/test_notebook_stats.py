@@ -9,8 +9,9 @@ earlier variants give other numbers:
 - App. E (app_E_does_local_n_global_sim_differ on aggregate_consistencies_for_model_set_pairs):
   Pearson r of two metrics' consistency coefficients over dataset pairs x model-set pairs.
 - App. F (app_F_validating_infl_train_obj_with_anchor_modles on
-  aggregate_consistencies_for_anchor_models): rank-sum tests pooled over anchors and metrics of
-  one category, Bonferroni.
+  aggregate_consistencies_for_anchor_models): rank-sum tests pooled over anchors and the two CKA
+  metrics of one category, Bonferroni (the files also hold RSA, which the aggregation notebook
+  computes and App. F leaves out of the family).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import pytest  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from conftest import run_cli  # noqa: E402
+from conftest import assert_bad_input, run_cli  # noqa: E402
+from pysim.analysis.anchors import anchor_tests as compute_anchor_tests  # noqa: E402
 from pysim.analysis.run import compute_consistency  # noqa: E402
 from pysim.io import Similarities, write_similarities  # noqa: E402
 
 LINEAR, RBF = "cka_kernel_linear_unbiased", "cka_kernel_rbf_unbiased_sigma_0.4"
-METRICS = (RBF, LINEAR)
+RSA = "rsa_method_correlation_corr_method_spearman"
+METRICS = (RBF, LINEAR)  # the App. F notebook's sim_metrics
 MODELS = [f"m{i}" for i in range(8)]
 # objective 3 + 3 + 2 (Image-Text x Image-Text is one model pair: no consistency row, and an
 # anchor's own group of 3 leaves 2 others: tested); architecture 5 + 3
@@ -134,6 +137,8 @@ def study(tmp_path_factory):
     shared = rng.normal(size=(m, m)) * 1.2
     shared = (shared + shared.T) / 2
     mats = {ds: {metric: planted(rng, m, shared, 0.9) for metric in METRICS} for ds in DATASETS}
+    for ds in DATASETS:  # the third metric of the paper's config, drawn after the others
+        mats[ds][RSA] = planted(rng, m, shared, 0.9)
     paths = []
     for k, ds in enumerate(DATASETS):
         path = tmp / f"s{k}.h5"
@@ -145,16 +150,17 @@ def study(tmp_path_factory):
     models = tmp / "models.json"
     models.write_text(json.dumps(table))
     anchors = ["m0", "m1", "m4"]
-    out = compute_consistency(paths, models, permutations=0, bootstrap=0, anchor_models=anchors)
+    out = compute_consistency(paths, models, permutations=0, bootstrap=0, anchor_models=anchors,
+                              anchor_test_metrics=list(METRICS))
     # the notebooks' loading: DataFrames over the allowed models (sorted by objective, then id)
     configs = pd.DataFrame(table).T.reset_index().sort_values(["objective", "index"])
     configs = configs.set_index("index")
     allowed = configs.index.tolist()
     sim_mats = {metric: {ds: unit_diagonal(pd.DataFrame(mats[ds][metric], index=MODELS,
                                                         columns=MODELS).loc[allowed, allowed])
-                         for ds in DATASETS} for metric in METRICS}
+                         for ds in DATASETS} for metric in (*METRICS, RSA)}
     return {"out": out, "configs": configs, "allowed": allowed, "sim_mats": sim_mats,
-            "anchors": anchors}
+            "anchors": anchors, "files": tmp}
 
 
 def by_pair(table, *columns):
@@ -290,11 +296,12 @@ def notebook_anchor_coefficients(configs, allowed, sim_mats, anchors):
     return pd.DataFrame(out)
 
 
-def test_app_f_rank_sums_pooled_over_anchors_with_bonferroni(study):
-    anchors = study["anchors"]
-    r_df = notebook_anchor_coefficients(study["configs"], study["allowed"], study["sim_mats"],
-                                        anchors)
-    tests = study["out"]["anchor_tests.csv"]
+def notebook_app_f(r_df, anchors):
+    """app_F_validating_infl_train_obj_with_anchor_modles: the rows of its two CKA metrics;
+    per category and anchor, rank-sum tests between two groups under one metric; every
+    anchor's p-values pooled, Bonferroni (statsmodels' multipletests: min(1, p x n))."""
+    r_df = r_df[r_df["metric"].isin(METRICS)]
+    out = {}
     for category, df in r_df.groupby("category"):
         keys, pvals = [], []
         for anchor in anchors:
@@ -312,8 +319,22 @@ def test_app_f_rank_sums_pooled_over_anchors_with_bonferroni(study):
                 keys.append((a[1], anchor, category, a[0], b[0]))
         corrected = np.array(pvals) * len(pvals)  # Bonferroni over the pooled family
         corrected[corrected > 1] = 1
-        got = tests[tests["category"] == category].set_index(
-            ["metric", "anchor_model", "category", "group_1", "group_2"])
+        out[category] = (keys, np.array(pvals), corrected)
+    return out
+
+
+TEST_KEY = ["metric", "anchor_model", "category", "group_1", "group_2"]
+
+
+def test_app_f_rank_sums_pooled_over_anchors_with_bonferroni(study):
+    # the paper setting: --anchor-test-metrics names the notebook's two CKA metrics
+    anchors = study["anchors"]
+    r_df = notebook_anchor_coefficients(study["configs"], study["allowed"], study["sim_mats"],
+                                        anchors)
+    tests = study["out"]["anchor_tests.csv"]
+    for category, (keys, pvals, corrected) in notebook_app_f(r_df, anchors).items():
+        got = tests[(tests["category"] == category) & tests["metric"].isin(METRICS)]
+        got = got.set_index(TEST_KEY)
         assert len(got) == len(keys)
         for key, p, q in zip(keys, pvals, corrected, strict=True):
             assert got.loc[key, "p_value"] == pytest.approx(p, rel=1e-10, abs=1e-14)
@@ -321,6 +342,37 @@ def test_app_f_rank_sums_pooled_over_anchors_with_bonferroni(study):
             assert got.loc[key, "family_size"] == len(pvals)
         # pysim's BH per (metric, anchor) is another number for some test
         assert (np.abs(got["p_bh_pysim"] - got["p_adjusted"]) > 1e-6).any()
+    # RSA is tested too, outside the family: p-value, no family size, no adjusted p-value
+    rsa = tests[tests["metric"] == RSA]
+    assert len(rsa) == len(tests) / 3 and rsa["p_value"].notna().all()
+    assert rsa["family_size"].isna().all() and rsa["p_adjusted"].isna().all()
     # m4 (Self-Supervised) has exactly 2 other Self-Supervised models: its group is tested
     mine = tests[(tests["anchor_model"] == "m4") & (tests["category"] == "objective")]
     assert "Self-Supervised" in set(mine["group_1"]) | set(mine["group_2"])
+
+
+def test_app_f_default_family_is_every_metric(study):
+    # pysim's default (no --anchor-test-metrics): the family holds the RSA tests too, 1.5 times
+    # the notebook's; some adjusted p-value is then not the notebook's
+    anchors = study["anchors"]
+    r_df = notebook_anchor_coefficients(study["configs"], study["allowed"], study["sim_mats"],
+                                        anchors)
+    every = compute_anchor_tests(study["out"]["anchors.csv"]).set_index(TEST_KEY)
+    differs = False
+    for category, (keys, pvals, corrected) in notebook_app_f(r_df, anchors).items():
+        n = len(pvals) * 3 // 2
+        assert (every.xs(category, level="category")["family_size"] == n).all()
+        for key, p, q in zip(keys, pvals, corrected, strict=True):
+            assert every.loc[key, "p_adjusted"] == pytest.approx(min(1.0, p * n), rel=1e-10,
+                                                                 abs=1e-14)
+            differs |= abs(every.loc[key, "p_adjusted"] - q) > 1e-6
+    assert differs
+
+
+def test_app_f_unknown_family_metric_is_one_line(study, tmp_path):
+    paths = sorted(study["files"].glob("s*.h5"))
+    proc = run_cli("pysim-consistency", *[a for p in paths for a in ("--similarities", p)],
+                   "--models", study["files"] / "models.json", "--out-dir", tmp_path / "o",
+                   "--anchor-test-metrics", LINEAR, "--anchor-test-metrics", "cka_linear")
+    assert_bad_input(proc, "anchor-test metrics", "cka_linear", RSA)
+    assert not (tmp_path / "o").exists()

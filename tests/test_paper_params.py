@@ -48,6 +48,11 @@ def test_params_file_holds_the_studys_protocol():
     assert params["probe_seeds"] == "0,1,2" and params["probe_val_proportion"] == 0.2
     assert (params["probe_selection"], params["probe_wd_grid"],
             params["probe_tie_break"]) == ("per_seed", "paper", "order")
+    # Appendix F's Bonferroni family: the notebook's sim_metrics, metric ids of the paper config
+    family = params["consistency_anchor_test_metrics"].split(",")
+    assert set(family) == {"cka_kernel_rbf_unbiased_sigma_0.4", "cka_kernel_linear_unbiased"}
+    assert set(family) < {m.id for m in load_metrics(PAPER / "similarity_metric_config_local_"
+                                                                 "global.json")}
     anchors = params["consistency_anchors"].split(",")  # Appendix F's six anchors
     assert len(anchors) == 6 and set(anchors) <= set(load_models(PAPER / "models_config_wo_"
                                                                  "alignment.json"))

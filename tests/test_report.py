@@ -10,19 +10,28 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import SEED, assert_bad_input, run_cli
-from pysim.analysis.run import compute_consistency, write_outputs
+from pysim.analysis.run import compute_consistency, compute_model_set_pairs, write_outputs
 from pysim.analysis.sim_vs_perf import load_probes, sim_vs_perf_table
 from pysim.io import Similarities, read_similarities, write_csv, write_similarities
 from pysim.report.build import build_report
+from pysim.stages.consistency import load_model_sets
 from pysim.subset_size import write_subset_size
 
 CHROMIUM = Path("/usr/bin/chromium")
 METRICS = ("cka_kernel_linear_unbiased", "mutual_knn_k_10")
 DATASETS = ("wds/cars", "wds/fer2013", "wds/vtab/cifar10")  # in the seed dataset info
 OBJECTIVES = ("Supervised", "Self-Supervised", "Image-Text")
+MODEL_SETS = """
+sets:
+  Sup: [{add: {objective: Supervised}}]
+  Sup+SSL: [{add: {objective: [Supervised, Self-Supervised]}}]
+  Img-Txt: [{add: {objective: Image-Text}}]
+pairs: [[Sup, Sup+SSL], [Sup, Img-Txt]]
+"""
 
 
 class PageParser(HTMLParser):
@@ -80,6 +89,10 @@ def make_results(root: Path) -> Path:
     sims = sorted((root / "similarities").glob("*.h5"))
     write_outputs(compute_consistency(sims, models, permutations=19, bootstrap=19,
                                       num_clusters=2), root / "consistency")
+    (root / "model_sets.yaml").write_text(MODEL_SETS)
+    write_outputs(compute_model_set_pairs(sims, models,
+                                          load_model_sets(root / "model_sets.yaml", models)),
+                  root / "consistency")
     sizes = []  # Appendix C: three imagenet-subset-<N>k files
     for n in (1, 10, 20):
         mats = {}
@@ -141,13 +154,15 @@ def test_report_parses_and_shows_every_part(full_report):
     assert names.count("metrics__agreement.png") == 1
     assert sum(n.startswith("anchors__") for n in names) == len(METRICS)
     assert {"subset__delta.png", "subset__heatmaps.png"} <= set(names)  # Appendix C
+    assert names.count("modelsets__pairs.png") == 1  # model-set pairs (--model_sets)
     assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(names)
     text = " ".join(page.text)
     for shown in ("Stanford Cars", "FER2013", "CIFAR-10", "Natural (single-domain)",
                   "Structured", "Self-Supervised", "model_5", "pysim 0.1.0",
                   "Model maps (t-SNE)", "Mean vs. spread across datasets", "Metric vs. metric",
                   "Anchor models", "transformed before correlating: none",
-                  "ImageNet subset size", "samples_per_class_1", "Section 4.2", "Appendix E"):
+                  "ImageNet subset size", "samples_per_class_1", "Section 4.2", "Appendix E",
+                  "Model-set pairs", "Sup+SSL", "n_dataset_pairs", "tests in the family"):
         assert shown in text, shown
     assert "../pipeline_info/execution_report.html" in page.links
     assert "class=\"missing\"" not in index.read_text()
@@ -176,6 +191,27 @@ def test_report_copes_with_missing_parts(full_report, tmp_path):
     assert page.images == []
     assert_bad_input(run_cli("pysim-report", "--results-dir", tmp_path / "none", "--out-dir",
                              tmp_path / "r"), "results directory not found")
+
+
+def test_model_set_pairs_part_only_with_its_table(full_report, tmp_path):
+    root, _ = full_report
+    only = tmp_path / "results"
+    (only / "consistency").mkdir(parents=True)
+    for name in ("model_set_pairs.csv", "model_set_pairs_summary.csv"):
+        shutil.copy(root / "consistency" / name, only / "consistency" / name)
+    index = build_report(only, only / "report")
+    page = parse(index)
+    check_references(index, page)
+    text = " ".join(page.text)
+    assert "Model-set pairs" in text and "Sup vs Img-Txt" not in text  # pairs: in the figure
+    assert [Path(s).name for s in page.images] == ["modelsets__pairs.png"]
+    summary = pd.read_csv(only / "consistency" / "model_set_pairs_summary.csv")
+    assert len(summary) == len(METRICS) * 2 * 2  # metric x set pair x correlation
+    assert set(summary["n_dataset_pairs"]) == {len(DATASETS) * (len(DATASETS) - 1) // 2}
+    for name in ("model_set_pairs.csv", "model_set_pairs_summary.csv"):
+        (only / "consistency" / name).unlink()
+    page = parse(build_report(only, only / "report"))
+    assert "Model-set pairs" not in " ".join(page.text) and page.images == []
 
 
 def test_report_renders_in_headless_chromium(full_report, tmp_path):

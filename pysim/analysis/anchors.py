@@ -8,15 +8,17 @@ category are compared by a Wilcoxon rank-sum test (scipy.stats.ranksums, two-sid
 approximation) of their Pearson r over the dataset pairs where both are defined.
 
 Correction as the study's Appendix F notebook does it: the p-values of one category, pooled
-over every anchor and every metric, form one family, corrected by Bonferroni (p times the
-family size, capped at 1; a test without a p-value still counts). pysim's earlier variant,
+over every anchor and every family metric, form one family, corrected by Bonferroni (p times
+the family size, capped at 1; a test without a p-value still counts). The family metrics are
+every metric by default; the notebook's are its two CKA metrics (tests of the other metrics
+keep their p-value, with no family size and no adjusted p-value). pysim's earlier variant,
 Benjamini-Hochberg within one metric and anchor, stays as the column `p_bh_pysim`.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,10 +71,11 @@ def group_test(x: pd.Series, y: pd.Series) -> dict[str, float]:
             "p_value": float(result.pvalue)}
 
 
-def anchor_tests(rows: pd.DataFrame) -> pd.DataFrame:
+def anchor_tests(rows: pd.DataFrame,
+                 family_metrics: Collection[str] | None = None) -> pd.DataFrame:
     """Rank-sum tests between every two groups of a category, per metric and anchor;
-    Bonferroni over each category's tests (every anchor and metric), BH per metric and anchor
-    as pysim's variant."""
+    Bonferroni over each category's tests (every anchor, and every metric of `family_metrics`,
+    default all), BH per metric and anchor as pysim's variant."""
     out = []
     rows = rows[rows["category"] != "all"]
     for (metric, anchor), sel in rows.groupby(["metric", "anchor_model"], sort=True):
@@ -87,15 +90,21 @@ def anchor_tests(rows: pd.DataFrame) -> pd.DataFrame:
         out += with_adjusted(family)
     table = pd.DataFrame(out, columns=[c for c in TEST_COLUMNS
                                        if c not in ("family_size", "p_adjusted")])
-    return with_bonferroni(table)[TEST_COLUMNS]
+    return with_bonferroni(table, family_metrics)[TEST_COLUMNS]
 
 
-def with_bonferroni(tests: pd.DataFrame) -> pd.DataFrame:
-    """The tests with `family_size` (tests of the same category) and Bonferroni `p_adjusted`."""
-    size = tests.groupby("category")["p_value"].transform("size") if len(tests) else []
-    tests = tests.assign(family_size=np.asarray(size, dtype=np.int64))
-    return tests.assign(p_adjusted=np.minimum(tests["p_value"].to_numpy(dtype=float)
-                                              * tests["family_size"], 1.0))
+def with_bonferroni(tests: pd.DataFrame,
+                    family_metrics: Collection[str] | None = None) -> pd.DataFrame:
+    """The tests with `family_size` (tests of the same category whose metric is a family
+    metric; default every metric) and Bonferroni `p_adjusted`; both are empty (NA) for a test
+    of a metric outside the family."""
+    member = (tests["metric"].isin(list(family_metrics)) if family_metrics is not None
+              else pd.Series(True, index=tests.index))
+    size = member.groupby(tests["category"]).transform("sum") if len(tests) else member
+    family_size = pd.Series(size, index=tests.index, dtype="Int64").where(member, pd.NA)
+    p = tests["p_value"].to_numpy(dtype=float)
+    adjusted = np.where(member, np.minimum(p * size.to_numpy(dtype=float), 1.0), np.nan)
+    return tests.assign(family_size=family_size, p_adjusted=adjusted)
 
 
 def with_adjusted(family: list[dict]) -> list[dict]:

@@ -52,7 +52,9 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
                         dataset_info_path: str | os.PathLike | None = None,
                         permutations: int = 1000, bootstrap: int = 1000, seed: int = 0,
                         num_clusters: int = 5, transform: str = "none",
-                        anchor_models: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+                        anchor_models: Sequence[str] | None = None,
+                        anchor_test_metrics: Sequence[str] | None = None
+                        ) -> dict[str, pd.DataFrame]:
     """Every consistency output as {file name: table}; nothing is written.
 
     `transform` (none, tan, arccos) applies to the cross-dataset consistency tables
@@ -61,6 +63,8 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     aggregates (their tan / arccos columns are App. D's) and the metric agreements always use
     the raw similarities.
     `anchor_models` (default: every model) are the anchors of anchors.csv.
+    `anchor_test_metrics` (default: every metric) are the metrics whose tests form
+    anchor_tests.csv's Bonferroni family; an id not in the similarity files is bad input.
     """
     opt = Options(permutations, bootstrap, seed, num_clusters, transform, anchor_models)
     models = load_models(models_path)
@@ -72,6 +76,10 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     unknown = [a for a in anchor_models or [] if a not in stack.model_ids]
     if unknown:
         raise InputError(f"anchor models not present in every dataset: {', '.join(unknown)}")
+    unknown = [m for m in anchor_test_metrics or [] if m not in stack.matrices]
+    if unknown:
+        raise InputError(f"anchor-test metrics not in the similarity files: "
+                         f"{', '.join(unknown)} (they hold: {', '.join(stack.matrices)})")
     categories = {m: models[m].categories for m in stack.model_ids}
     outputs: dict[str, pd.DataFrame] = {}
     parts: dict[str, list[pd.DataFrame]] = {"consistency": [], "clusters": [], "anchors": []}
@@ -99,7 +107,7 @@ def compute_consistency(similarity_paths: Sequence[str | os.PathLike],
     outputs["metric_agreement.csv"] = agreement.metric_agreement(stack.datasets, stack.matrices)
     outputs["metric_mean_agreement.csv"] = metric_pairs.mean_agreement(stack.matrices)  # §4.2
     outputs["metric_consistency_agreement.csv"] = metric_pairs.consistency_agreement(table)
-    outputs.update(anchor_outputs(parts["anchors"], transform))
+    outputs.update(anchor_outputs(parts["anchors"], transform, anchor_test_metrics or None))
     outputs.update(layer_tables)
     return outputs
 
@@ -133,11 +141,14 @@ def concat(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFra
             else pd.DataFrame(columns=list(columns)))
 
 
-def anchor_outputs(frames: list[pd.DataFrame], transform: str) -> dict[str, pd.DataFrame]:
-    """anchors.csv and anchor_tests.csv from every metric's anchor rows."""
+def anchor_outputs(frames: list[pd.DataFrame], transform: str,
+                   family_metrics: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    """anchors.csv and anchor_tests.csv from every metric's anchor rows (the Bonferroni family:
+    the tests of `family_metrics`, default every metric)."""
     rows = concat(frames, anchors.COLUMNS)
+    tests = anchors.anchor_tests(rows, family_metrics)
     return {"anchors.csv": rows.assign(transform=transform),
-            "anchor_tests.csv": anchors.anchor_tests(rows).assign(transform=transform)}
+            "anchor_tests.csv": tests.assign(transform=transform)}
 
 
 def write_outputs(outputs: dict[str, pd.DataFrame], out_dir: str | os.PathLike) -> list[Path]:

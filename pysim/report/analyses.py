@@ -1,6 +1,6 @@
 """The report's section on the further analyses (DESIGN §1.7), read from consistency/: model
-maps, mean vs. spread across datasets, metric agreement, anchor models and the ImageNet
-subset size (Appendix C)."""
+maps, mean vs. spread across datasets, metric agreement, anchor models, the ImageNet
+subset size (Appendix C) and, when the run has them, the model-set pairs."""
 
 from __future__ import annotations
 
@@ -149,12 +149,20 @@ def anchors_part(report, cdir: Path) -> str:
         items.append(report.fig(fig, f"anchor consistency per group, {metric}"))
     text = ("Pearson r of an anchor's similarities to the other models of one group between "
             "two datasets (median over dataset pairs). Groups are compared by Wilcoxon rank-sum "
-            "tests, Bonferroni corrected over each category's tests of every anchor and metric "
-            "(as the study's Appendix F).")
+            "tests, Bonferroni corrected over each category's tests of every anchor and every "
+            "family metric (as the study's Appendix F, whose family is its two CKA metrics; "
+            "default every metric; --consistency_anchor_test_metrics).")
     tests = read_table(cdir / "anchor_tests.csv")
     if tests is not None and not tests.empty:
         hits = tests[tests["p_adjusted"] < SIGNIFICANCE]
-        text += f" {len(hits)} of {len(tests)} tests have adjusted p < {SIGNIFICANCE}."
+        # tables written before --anchor-test-metrics have no family_size: every test counts
+        member = (tests["family_size"].notna() if "family_size" in tests
+                  else pd.Series(True, index=tests.index))
+        outside = sorted(set(tests.loc[~member, "metric"]))
+        text += (f" {len(hits)} of {int(member.sum())} tests in the family "
+                 f"have adjusted p < {SIGNIFICANCE}.")
+        if outside:
+            text += f" Tested outside the family (no adjusted p): {', '.join(outside)}."
         body = h.table(hits.sort_values("p_adjusted").head(30)) if len(hits) else ""
     else:
         text += " No tests: no category has two groups with at least 2 other models each."
@@ -170,6 +178,8 @@ def analyses_section(report) -> str:
     parts = [("Model maps (t-SNE)", maps_part), ("Mean vs. spread across datasets", spread_part),
              ("Metric vs. metric", agreement_part), ("Anchor models", anchors_part),
              ("ImageNet subset size", subset_size_part)]
+    if (cdir / "model_set_pairs.csv").is_file():  # only with --model_sets
+        parts.append(("Model-set pairs", model_sets_part))
     return "".join(f"<h3>{h.escape(title)}</h3>" + part(report, cdir) for title, part in parts)
 
 
@@ -197,3 +207,20 @@ def subset_size_part(report, cdir: Path) -> str:
     return (h.para("Appendix C: the similarity of each model pair on imagenet-subset-<N>k, "
                    "absolute difference between consecutive N (images per class).")
             + h.figures(items) + h.table(summary))
+
+
+def model_sets_part(report, cdir: Path) -> str:
+    """Consistency over the model pairs between two named model sets (--model_sets): r over
+    the dataset pairs per set pair and metric, and the summary table."""
+    table = read_table(cdir / "model_set_pairs.csv")
+    if table is None or table.empty:
+        return h.para("No model-set pair rows (consistency/model_set_pairs.csv is empty).")
+    fig = af.model_set_boxes(table, "consistency of model-set pairs",
+                             report.fig_dir / safe_name("modelsets", "pairs"))
+    summary = read_table(cdir / "model_set_pairs_summary.csv")
+    return (h.para("Pearson r of two datasets' similarities over the model pairs between two "
+                   "model sets (one in each set; the study's specific model-set pairs), one "
+                   "point per dataset pair; the summary gives the distribution of r over "
+                   "the dataset pairs per set pair, metric and correlation.")
+            + h.figures([report.fig(fig, "consistency per model-set pair and metric")])
+            + (h.table(summary) if summary is not None else ""))

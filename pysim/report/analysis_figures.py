@@ -1,5 +1,6 @@
 """Figures of the further analyses (DESIGN §1.7): t-SNE model maps, mean vs. spread of each
-pair's similarity across datasets, metric vs. metric scatter plots, anchor-model consistency."""
+pair's similarity across datasets, metric vs. metric scatter plots, anchor-model consistency,
+consistency of model-set pairs."""
 
 from __future__ import annotations
 
@@ -191,6 +192,37 @@ def transformed_mean_std(aggregate: pd.DataFrame, title: str, path: Path) -> Pat
         ax.scatter(aggregate[f"mean_{name}"], aggregate[f"std_{name}"], s=10, alpha=0.6)
         ax.set_xlabel(f"mean {name}(S) across datasets", fontsize=7)
         ax.set_ylabel(f"std {name}(S)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def model_set_boxes(table: pd.DataFrame, title: str, path: Path) -> Path | None:
+    """One panel per metric: Pearson r over the dataset pairs, one box (with points) per model-set
+    pair, pairs in the table's order."""
+    if table.empty:
+        return None
+    table = table.assign(pair=table["set_1"].astype(str) + " vs " + table["set_2"].astype(str))
+    pairs = list(dict.fromkeys(table["pair"]))
+    metrics = sorted(table["metric"].unique())
+    label = text_width(pairs)
+    height = 0.35 * len(pairs) + 0.9
+    fig, axes = grid(len(metrics), 2, 3.4 + label, height, extra=0.2)
+    set_margins(fig, label + 0.1, 0.55, 0.2, 0.6, hspace=0.8 / height,
+                wspace=(label + 0.4) / 3.4)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        sel = table[table["metric"] == metric]
+        data = [sel[sel["pair"] == p]["pearson_r"].dropna().to_numpy() for p in pairs]
+        ax.boxplot(data, orientation="horizontal", widths=0.6, showfliers=False)
+        for k, values in enumerate(data):
+            jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(values, k + 1 + np.asarray(jitter), s=8, alpha=0.6, color="tab:blue")
+        ax.set_yticks(range(1, len(pairs) + 1), pairs, fontsize=7)
+        ax.invert_yaxis()  # the first pair on top
+        ax.set_xlim(-1.05, 1.05)
+        ax.axvline(0, color="grey", lw=0.5)
+        ax.set_title(metric, fontsize=8)
+        ax.set_xlabel("Pearson r over dataset pairs", fontsize=7)
         ax.tick_params(labelsize=7)
     fig.suptitle(title, fontsize=10)
     return save(fig, path)

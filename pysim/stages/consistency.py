@@ -24,13 +24,17 @@ def run_consistency(similarities: Sequence[str | os.PathLike], models: str | os.
                     permutations: int = 1000, bootstrap: int = 1000, seed: int = 0,
                     num_clusters: int = 5, transform: str = "none",
                     anchor_models: Sequence[str] | None = None,
-                    model_sets: str | os.PathLike | None = None) -> dict[str, pd.DataFrame]:
+                    model_sets: str | os.PathLike | None = None,
+                    anchor_test_metrics: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     """Compute every consistency table and write each (atomically) into `out_dir`.
+
+    `anchor_test_metrics` (default: every metric) form anchor_tests.csv's Bonferroni family.
 
     `model_sets` (a JSON/YAML file, DESIGN §3) is checked before any computation."""
     sets = load_model_sets(model_sets, models) if model_sets else None
     outputs = compute_consistency(similarities, models, dataset_info, permutations, bootstrap,
-                                  seed, num_clusters, transform, anchor_models or None)
+                                  seed, num_clusters, transform, anchor_models or None,
+                                  anchor_test_metrics or None)
     if sets is not None:
         outputs.update(compute_model_set_pairs(similarities, models, sets, transform))
     write_outputs(outputs, out_dir)
