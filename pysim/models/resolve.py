@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pysim.config import ModelEntry, is_pattern, representation_id
 from pysim.errors import InputError
+from pysim.models.alignment import AlignmentSource, resolve_alignment
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import SSL_MODELS
 from pysim.registry import MODEL_SOURCES, load
@@ -37,6 +38,7 @@ class Resolution:
     cache_candidates: list[Path] = field(default_factory=list)
     cache_dir: Path | None = None  # the cache folder the candidates are looked for in
     extra: dict = field(default_factory=dict)
+    alignment: AlignmentSource | None = None  # the entry's feature alignment (gLocal transform)
 
     @property
     def pretrained(self) -> bool:
@@ -255,7 +257,9 @@ def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Res
         if entry.source not in MODEL_SOURCES:
             raise InputError(f"no loader for source '{entry.source}' and model_name "
                              f"'{entry.model_name}'")
-        return load(MODEL_SOURCES, entry.source)(entry, wfile)
+        res = load(MODEL_SOURCES, entry.source)(entry, wfile)
+        res.alignment = resolve_alignment(entry)
+        return res
     except InputError as exc:
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 
@@ -311,6 +315,8 @@ def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | No
         tag = f" [{res.tag}]" if res.tag else ""
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
                      f" ({state})")
+        if res.alignment is not None:
+            lines.append(f"    alignment: {res.alignment.describe()}")
         if entry.multi:
             try:
                 lines.append(f"    representations: {representations(entry)}")
@@ -355,6 +361,10 @@ def check_weights(models: dict[str, ModelEntry],
         elif model_id in resolved and not resolved[model_id].cached():
             res = resolved[model_id]
             missing.append(f"{model_id} ({res.weight_source}: not in {res.cache_dir})")
+        if model_id in resolved and resolved[model_id].alignment is not None \
+                and not resolved[model_id].alignment.cached():
+            src = resolved[model_id].alignment
+            missing.append(f"{model_id} ({src.kind} transform {src.url}: not at {src.path})")
     n = len(models)
     problems = []
     if missing:
