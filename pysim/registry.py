@@ -26,6 +26,7 @@ MODEL_LOADERS: dict[str, str] = {
     "resnet50": "pysim.models.loaders:build_resnet50",
     "hub": "pysim.models.loaders:build_hub",
     "transformers": "pysim.models.loaders:build_align",
+    "dreamsim": "pysim.models.dreamsim:build_dreamsim",
 }
 
 # metric-list `method` -> metric class (spec, n): the engine's per-model statistics and blocks

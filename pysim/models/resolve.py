@@ -233,11 +233,15 @@ def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
 
 
 def resolve_custom(entry: ModelEntry, wfile: str | None) -> Resolution:
-    """The study's `custom` entries: OpenCLIP_<variant>_<tag> and Kakaobrain ALIGN."""
+    """The study's `custom` entries: OpenCLIP_<variant>_<tag>, Kakaobrain ALIGN, DreamSim."""
     if entry.model_name == "OpenCLIP":
         return resolve_open_clip(entry, wfile)
     if entry.model_name == "Kakaobrain_Align":
         return _resolve_align(entry, wfile)
+    if entry.model_name == "DreamSim":
+        from pysim.models.dreamsim import resolve_dreamsim
+
+        return resolve_dreamsim(entry, wfile)
     raise InputError(f"no loader for source 'custom' and model_name '{entry.model_name}'")
 
 
