@@ -9,12 +9,16 @@ the embedding itself:
   LayerNorm after the position embedding, all LayerNorms eps 1e-5; embedding = final norm of the
   class token @ proj (768 -> 512). Input normalised with the CLIP mean / std.
 - `dino_vitb16`: DINO ViT-B/16 (torch.hub facebookresearch/dino, its official checkpoint);
-  embedding = the class token of the last block's output (before the final norm), 768-d.
+  embedding = the class token of block 11's output (the last block; before the final norm),
+  768-d.
   Input normalised with the ImageNet mean / std.
 
-Both backbones carry LoRA adapters (peft 0.1.0 format) on every block's qkv projection:
-qkv(x) = x W^T + b + scaling * x A^T B^T, scaling = lora_alpha / r (adapter_config.json); pysim
-merges them into W once at load. Preprocessing: Resize((224, 224), bicubic) of the RGB image,
+Both backbones carry LoRA adapters (peft 0.1.0 format) on every block's qkv projection. With one
+target module peft 0.1.0 builds a `MergedLinear` with enable_lora [q, k, v] = [True, False, True]:
+qkv(x) = x W^T + b + scaling * zero_pad(B(A x)), A: 2r x d, B: a 1x1 convolution in two groups
+(q rows from A's first r outputs, v rows from the last r; k rows unchanged), scaling =
+lora_alpha / r (adapter_config.json). pysim adds scaling * (B @ A) to W once at load (the same
+function; dreamsim runs it unmerged). Preprocessing: Resize((224, 224), bicubic) of the RGB image,
 ToTensor (no normalisation: the model normalises). The backbone is timm's VisionTransformer
 (same computation as the DINO code dreamsim uses); its width and depth are read from the
 checkpoint, heads = width / 64 as in every DINO / CLIP ViT.
@@ -50,6 +54,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMG_SIZE = 224
+CLS_LAYER = 11  # dreamsim's _extract_cls: the output of block 11 (the last of a ViT-B)
 DEFAULT_VARIANT = "open_clip_vitb32"  # thingsvision's default
 
 
@@ -156,28 +161,56 @@ def backbone_state(variant: Variant, root: Path) -> tuple[dict, torch.Tensor | N
     return dict(sd), None
 
 
+# the adapter keys dreamsim 0.1.2 loads: its training code saved them with the prefix of the
+# doubly wrapped PeftModel(PeftModel(ViTModel)) that dreamsim.dreamsim() builds; keys under any
+# other prefix would be ignored there (load_state_dict strict=False), so pysim refuses them
+LORA_PREFIX = "base_model.model.base_model.model."
 LORA_KEY = re.compile(r"blocks\.(\d+)\.attn\.qkv\.lora_([AB])\.weight$")
 
 
-def lora_deltas(lora_dir: Path) -> dict[int, torch.Tensor]:
-    """Block index -> scaling * B @ A of the qkv LoRA adapter (peft 0.1.0 layout)."""
+def _lora_delta(a: torch.Tensor, b: torch.Tensor, enable: list[bool] | None, r: int,
+                out: int) -> torch.Tensor:
+    """B @ A as the qkv weight's shape: peft 0.1.0 Linear (A r x d, B out x r) or MergedLinear
+    (A (2r) x d, B a grouped 1x1 conv (2 out/3) x r x 1; zero rows for the disabled slot)."""
+    a, b = a.double(), b.double()
+    if enable is None:
+        return b @ a
+    if len(enable) == 0 or out % len(enable) or sum(enable) != 2:
+        raise InputError(f"LoRA enable_lora {enable}: peft 0.1.0 MergedLinear expects two "
+                         "enabled slots")
+    part = out // len(enable)
+    delta = a.new_zeros(out, a.shape[1])
+    for k, slot in enumerate(i for i, on in enumerate(enable) if on):
+        delta[slot * part:(slot + 1) * part] = b[k * part:(k + 1) * part, :, 0] \
+            @ a[k * r:(k + 1) * r]
+    return delta
+
+
+def lora_deltas(lora_dir: Path, out: int) -> dict[int, torch.Tensor]:
+    """Block index -> scaling * (B @ A) added to that block's qkv weight (out rows), from a
+    peft 0.1.0 adapter folder (adapter_config.json, adapter_model.bin)."""
     config = json.loads((lora_dir / "adapter_config.json").read_text())
+    if config.get("peft_type") != "LORA" or config.get("target_modules") != ["qkv"]:
+        raise InputError(f"DreamSim adapter {lora_dir}: expected a LoRA adapter on 'qkv', got "
+                         f"{config.get('peft_type')} on {config.get('target_modules')}")
+    r, enable = int(config["r"]), config.get("enable_lora")
     weights = _load(lora_dir / "adapter_model.bin")
     parts: dict[tuple[int, str], torch.Tensor] = {}
     for key, value in weights.items():
         match = LORA_KEY.search(key)
-        if match is None:
+        if match is None or not key.startswith(LORA_PREFIX):
             continue
         slot = (int(match.group(1)), match.group(2))
         if slot in parts and not torch.equal(parts[slot], value):
             raise InputError(f"DreamSim adapter {lora_dir}: two different values for {key}")
         parts[slot] = value
-    if config.get("target_modules") != ["qkv"] or config.get("fan_in_fan_out"):
-        raise InputError(f"DreamSim adapter {lora_dir}: expected LoRA on 'qkv' only, got "
-                         f"{config.get('target_modules')}")
-    scaling = float(config["lora_alpha"]) / float(config["r"])
+    if not parts:
+        raise InputError(f"DreamSim adapter {lora_dir}: no LoRA weights under the prefix "
+                         f"'{LORA_PREFIX}' that dreamsim 0.1.2 loads")
+    scaling = float(config["lora_alpha"]) / r  # peft 0.1.0: lora_alpha / r
     blocks = sorted({i for i, _ in parts})
-    return {i: scaling * (parts[(i, "B")].double() @ parts[(i, "A")].double()) for i in blocks}
+    return {i: scaling * _lora_delta(parts[(i, "A")], parts[(i, "B")], enable, r, out)
+            for i in blocks}
 
 
 def make_vit(variant: Variant, dim: int = 768, depth: int = 12, hidden: int = 3072) -> nn.Module:
@@ -210,10 +243,9 @@ class PerceptualModel(nn.Module):
         vit = self.vit
         tokens = vit.patch_embed((x - self.mean) / self.std)
         tokens = vit.norm_pre(vit._pos_embed(tokens))
-        tokens = vit.blocks(tokens)
         if self.variant.feature == "cls":
-            return self.mlp(tokens[:, 0])
-        return self.mlp(vit.norm(tokens)[:, 0] @ self.proj)
+            return self.mlp(vit.blocks[:CLS_LAYER + 1](tokens)[:, 0])
+        return self.mlp(vit.norm(vit.blocks(tokens))[:, 0] @ self.proj)
 
 
 class DreamSimModel(nn.Module):
@@ -234,9 +266,12 @@ def _pretrained(variant: Variant, root: Path) -> PerceptualModel:
             sd.pop("pos_drop.bias")
     dim, depth = sd["cls_token"].shape[-1], 1 + max(
         int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    if variant.feature == "cls" and depth <= CLS_LAYER:
+        raise InputError(f"DreamSim file {root / variant.backbone}: {depth} blocks, the class "
+                         f"token is read after block {CLS_LAYER}")
     vit = make_vit(variant, dim, depth, sd["blocks.0.mlp.fc1.weight"].shape[0])
     vit.load_state_dict(sd, strict=True)
-    deltas = lora_deltas(root / variant.lora_dir)
+    deltas = lora_deltas(root / variant.lora_dir, 3 * dim)
     if sorted(deltas) != list(range(depth)):
         raise InputError(f"DreamSim adapter {root / variant.lora_dir}: LoRA weights for blocks "
                          f"{sorted(deltas)}, the backbone has {depth}")
