@@ -221,3 +221,12 @@ def test_all_73_models_of_the_with_alignment_table_resolve():
     assert proc.stdout.count("alignment: gLocal transform") == 6
     assert "DreamSim_dino_vitb16 -> dreamsim DreamSim dino_vitb16" in proc.stdout
     assert "DreamSim_open_clip_vitb32 -> dreamsim DreamSim open_clip_vitb32" in proc.stdout
+
+
+def test_paper_assets_hold_the_with_alignment_table_unchanged():
+    paper = ROOT / "assets" / "paper" / "models_config_with_alignment.json"
+    assert paper.read_bytes() == (SEED / "models_config_with_alignment.json").read_bytes()
+    models = load_models(paper)
+    assert len(models) == 73
+    assert sum(m.alignment == "gLocal" for m in models.values()) == 6
+    assert sum(m.model_name == "DreamSim" for m in models.values()) == 2
