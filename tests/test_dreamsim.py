@@ -277,3 +277,53 @@ def test_seed_dreamsim_entry_equals_dreamsim_012_own_code(official_run, monkeypa
     feats = extractor(torch.stack([preprocess(img) for img in images()]))
     assert feats.shape == expected.shape
     np.testing.assert_allclose(feats.double().numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fetch_weights_downloads_dreamsim_files_and_a_glocal_transform(tmp_path, torch_home,
+                                                                       monkeypatch):
+    """The real download code, served from file:// URLs laid out like the release archives,
+    DINO's checkpoint URL and the gLocal repository."""
+    import dataclasses
+
+    import pysim.models.alignment as alignment
+    import pysim.models.dreamsim as dreamsim
+    from pysim.models import check_weights
+    from pysim.models.fetch import fetch_weights
+
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    for variant in VARIANTS:
+        staged = tmp_path / "staged" / variant
+        write_variant(staged, variant)
+        with zipfile.ZipFile(serve / f"dreamsim_{variant}_checkpoint.zip", "w") as archive:
+            for path in staged.rglob("*"):
+                if path.is_file() and path.parent.name != "checkpoints":
+                    archive.write(path, path.relative_to(staged).as_posix())
+    dino = tmp_path / "staged" / "dino_vitb16" / "checkpoints" / "dino_vitbase16_pretrain.pth"
+    monkeypatch.setattr(dreamsim, "RELEASE", serve.as_uri() + "/")
+    monkeypatch.setitem(dreamsim.VARIANTS, "dino_vitb16", dataclasses.replace(
+        dreamsim.VARIANTS["dino_vitb16"], backbone_url=dino.as_uri()))
+    glocal = tmp_path / "glocal"
+    from test_alignment import write_transform
+
+    write_transform(glocal / "DreamSim_open_clip_vitb32" / "model.mlp" / "transform.npz", 64, 5)
+    monkeypatch.setattr(alignment, "GLOCAL_URL", glocal.as_uri() + "/")
+    seed = json.loads((SEED / "models_config_with_alignment.json").read_text())
+    table = {"ds_gLocal": {**seed["DreamSim_open_clip_vitb32"], "alignment": "gLocal"},
+             "ds_dino": seed["DreamSim_dino_vitb16"]}
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps(table))
+    with pytest.raises(InputError, match="ds_gLocal.*ds_dino|2 of 2"):
+        check_weights(load_models(models))
+    lines = list(fetch_weights(models, offline=False))
+    assert lines[0].startswith("ds_gLocal: fetched gLocal transform file://")
+    assert lines[1].startswith("ds_gLocal: fetched url:file://") and "ds_dino: fetched" in lines[2]
+    root = torch_home / "dreamsim"
+    assert (root / "open_clip_vitb32_single_lora" / "adapter_model.bin").is_file()
+    assert (root / "checkpoints" / "dino_vitbase16_pretrain.pth").read_bytes() == \
+        dino.read_bytes()
+    assert (torch_home / "glocal" / "DreamSim_open_clip_vitb32" / "model.mlp"
+            / "transform.npz").is_file()
+    assert "weights: all 2 pretrained models available offline" in check_weights(
+        load_models(models))
+    assert list(fetch_weights(models, offline=True))[0].startswith("ds_gLocal: cached gLocal")

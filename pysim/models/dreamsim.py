@@ -65,7 +65,7 @@ class Variant:
     name: str
     patch: int
     backbone: str        # backbone checkpoint, relative to the dreamsim folder
-    backbone_url: str    # where that file comes from (the release archive or DINO's URL)
+    backbone_url: str | None  # where that file comes from (None: the release archive)
     feature: str         # embedding: norm(cls) @ proj | cls: last block's cls token
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -81,8 +81,7 @@ class Variant:
 
 VARIANTS = {
     "open_clip_vitb32": Variant("open_clip_vitb32", 32, "open_clip_vitb32_pretrain.pth.tar",
-                                f"{RELEASE}dreamsim_open_clip_vitb32_checkpoint.zip",
-                                "embedding", CLIP_MEAN, CLIP_STD),
+                                None, "embedding", CLIP_MEAN, CLIP_STD),
     "dino_vitb16": Variant("dino_vitb16", 16, "checkpoints/dino_vitbase16_pretrain.pth",
                            DINO_VITB16_URL, "cls", IMAGENET_MEAN, IMAGENET_STD),
 }
@@ -117,7 +116,7 @@ def resolve_dreamsim(entry: ModelEntry, wfile: str | None) -> Resolution:
         return res
     root = dreamsim_dir()
     res.weight_source = f"url:{variant.archive_url}"
-    if variant.backbone_url != variant.archive_url:
+    if variant.backbone_url is not None:
         res.weight_source += f" + url:{variant.backbone_url}"
     res.cache_dir = root
     res.cache_candidates = [root / variant.lora_dir / "adapter_model.bin",
@@ -137,7 +136,7 @@ def download(variant: Variant, root: Path) -> None:
             with zipfile.ZipFile(tmp) as archive:
                 archive.extractall(root)
     target = root / variant.backbone
-    if not target.is_file():
+    if variant.backbone_url is not None and not target.is_file():
         with atomic_path(target) as tmp:
             torch.hub.download_url_to_file(variant.backbone_url, str(tmp), progress=False)
 
@@ -269,8 +268,9 @@ def _pretrained(variant: Variant, root: Path) -> PerceptualModel:
     if variant.feature == "cls" and depth <= CLS_LAYER:
         raise InputError(f"DreamSim file {root / variant.backbone}: {depth} blocks, the class "
                          f"token is read after block {CLS_LAYER}")
-    vit = make_vit(variant, dim, depth, sd["blocks.0.mlp.fc1.weight"].shape[0])
-    vit.load_state_dict(sd, strict=True)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        vit = make_vit(variant, dim, depth, sd["blocks.0.mlp.fc1.weight"].shape[0])
+    vit.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True, assign=True)
     deltas = lora_deltas(root / variant.lora_dir, 3 * dim)
     if sorted(deltas) != list(range(depth)):
         raise InputError(f"DreamSim adapter {root / variant.lora_dir}: LoRA weights for blocks "
