@@ -226,10 +226,12 @@ def test_dreamsim_unknown_variant_and_architecture(torch_home):
 
 
 @pytest.fixture(scope="module")
-def official_packages(request) -> Path:
+def official_packages(request, tmp_path_factory) -> Path:
     """dreamsim 0.1.2 (the version the study pins), peft 0.1.0 (its pin) and accelerate, unpacked
     from PyPI without dependencies into the pytest cache; skipped where PyPI is unreachable."""
-    target = Path(request.config.cache.mkdir("dreamsim-0.1.2-official"))
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    target = Path(cache.mkdir("dreamsim-0.1.2-official")) if cache is not None \
+        else tmp_path_factory.mktemp("dreamsim-0.1.2-official")
     if all((target / name).is_dir() for name in ("dreamsim", "peft", "accelerate")):
         return target
     download = target / "download"
