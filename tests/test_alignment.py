@@ -218,6 +218,7 @@ def test_all_73_models_of_the_with_alignment_table_resolve():
                    "--metrics", SEED / "similarity_metric_config_all.json", "--resolve")
     assert proc.returncode == 0, proc.stderr
     assert "resolve: 73/73 models" in proc.stdout
+    assert "aligned:  6 (gLocal: " in proc.stdout
     assert proc.stdout.count("alignment: gLocal transform") == 6
     assert "DreamSim_dino_vitb16 -> dreamsim DreamSim dino_vitb16" in proc.stdout
     assert "DreamSim_open_clip_vitb32 -> dreamsim DreamSim open_clip_vitb32" in proc.stdout
