@@ -6,8 +6,13 @@ features; the transform file is made locally in the gLocal repository's format (
 float32 `weights` d x d', `bias` d', and 0-d `mean`, `std`).
 """
 
+import importlib.util
 import json
 import os
+import subprocess
+import sys
+import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -231,3 +236,52 @@ def test_paper_assets_hold_the_with_alignment_table_unchanged():
     assert len(models) == 73
     assert sum(m.alignment == "gLocal" for m in models.values()) == 6
     assert sum(m.model_name == "DreamSim" for m in models.values()) == 2
+
+
+@pytest.fixture(scope="module")
+def thingsvision_transforms(request, tmp_path_factory):
+    """thingsvision 2.6.10's own thingsvision/utils/alignment/transforms.py, from its wheel
+    (PyPI, no dependencies; cached by pytest), imported alone; skipped without PyPI."""
+    cache = getattr(request.config, "cache", None)
+    root = Path(cache.mkdir("thingsvision-2.6.10")) if cache is not None \
+        else tmp_path_factory.mktemp("thingsvision-2.6.10")
+    source = root / "thingsvision" / "utils" / "alignment" / "transforms.py"
+    if not source.is_file():
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",
+                               str(root), "thingsvision==2.6.10"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot download thingsvision 2.6.10: {proc.stderr.strip()[-200:]}")
+        with zipfile.ZipFile(next(root.glob("thingsvision-2.6.10-*.whl"))) as wheel:
+            wheel.extract("thingsvision/utils/alignment/transforms.py", root)
+    spec = importlib.util.spec_from_file_location("tv_alignment_transforms", source)
+    module = importlib.util.module_from_spec(spec)
+    stub = "requests" not in sys.modules and importlib.util.find_spec("requests") is None
+    if stub:  # imported there for the download only, which the test does not use
+        sys.modules["requests"] = types.ModuleType("requests")
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if stub:
+            del sys.modules["requests"]
+    return module
+
+
+@pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")  # thingsvision + numpy 2
+def test_glocal_equals_thingsvision_apply_transform(demo_root, tmp_path, torch_home,
+                                                    thingsvision_transforms):
+    """thingsvision's own gLocal.apply_transform (its float32 arithmetic) on the plain features,
+    with the transform it would have downloaded (the same file, read by np.load)."""
+    import torch
+
+    table = aligned_table(tmp_path)
+    path = torch_home / "glocal" / "vit_tiny_patch16_224" / "norm" / "transform.npz"
+    write_transform(path, 192, 11, seed=5)
+    a = extract(table, "plain", demo_root, "wds/demo_digits", tmp_path / "a.h5", OPTS)
+    b = extract(table, "plain_gLocal", demo_root, "wds/demo_digits", tmp_path / "b.h5", OPTS)
+    glocal = thingsvision_transforms.gLocal.__new__(thingsvision_transforms.gLocal)
+    glocal.transform = np.load(path)  # what load_transform_from_remote returns
+    for split in ("train", "test"):
+        plain = torch.from_numpy(read_features(a, split).features)
+        expected = glocal.apply_transform(plain.to(torch.float32)).numpy()
+        np.testing.assert_allclose(read_features(b, split).features, expected,
+                                   rtol=1e-5, atol=1e-5)
