@@ -28,6 +28,12 @@ SIGMA_MODES = ("absolute", "median")
 SPLIT_NAMES = ("train", "test")
 POOLINGS = ("cls", "mean", "avg")  # model table "pooling": cls token, mean of tokens, spatial avg
 LAYER_SEP = "@"  # representation id of a further module: <model_id>@<module>
+ALIGNMENTS = ("gLocal",)  # model table "alignment": thingsvision's align() types pysim implements
+# entry keys pysim acts on, and the seed tables' informational columns (kept in the written
+# table, never used to compute); any other key is refused, never silently dropped
+MODEL_KEYS = ("model_name", "source", "module_name", "model_parameters", "weights", "pretrained",
+              "pooling", "alignment", *CATEGORY_COLUMNS)
+INFO_KEYS = ("dataset", "architecture", "embedding_dim", "size", "size_fmt")
 
 
 # --- models -----------------------------------------------------------------------------
@@ -47,6 +53,7 @@ class ModelEntry:
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     modules: tuple[str, ...] = ()  # every requested module (names or patterns); [0] is primary
     pooling: str | None = None  # cls | mean | avg; None: legacy (single) or per output shape
+    alignment: str | None = None  # gLocal: the published transform applied to the features
 
     def __post_init__(self):
         if not self.modules:
@@ -92,6 +99,10 @@ def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
     where = f"{path}: model '{model_id}'"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: entry must be a JSON object")
+    unknown = [k for k in entry if k not in MODEL_KEYS and k not in INFO_KEYS]
+    if unknown:
+        raise InputError(f"{where}: unknown key '{unknown[0]}' (pysim does not implement it; "
+                         f"known keys: {', '.join(MODEL_KEYS + INFO_KEYS)})")
     for name in ("model_name", "source"):
         if name not in entry:
             raise InputError(f"{where}: missing '{name}'")
@@ -123,10 +134,17 @@ def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
     if pooling is not None and pooling not in POOLINGS:
         raise InputError(f"{where}: 'pooling' must be one of {', '.join(POOLINGS)}, "
                          f"got {pooling!r}")
+    alignment = entry.get("alignment")
+    if alignment is not None and alignment not in ALIGNMENTS:
+        raise InputError(f"{where}: 'alignment' must be null or one of "
+                         f"{', '.join(repr(a) for a in ALIGNMENTS)}, got {alignment!r}")
+    if alignment is not None and (len(modules) > 1 or is_pattern(modules[0])):
+        raise InputError(f"{where}: 'alignment' {alignment!r} needs a single module_name (the "
+                         "transform is published for one model and module)")
     return ModelEntry(model_id=model_id, model_name=entry["model_name"], source=entry["source"],
                       module_name=modules[0], model_parameters=params,
                       categories=categories, weights=weights, pretrained=pretrained, raw=entry,
-                      modules=modules, pooling=pooling)
+                      modules=modules, pooling=pooling, alignment=alignment)
 
 
 def _modules(where: str, value: Any) -> tuple[str, ...]:

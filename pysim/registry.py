@@ -28,6 +28,7 @@ MODEL_LOADERS: dict[str, str] = {
     "ssl_vit": "pysim.models.ssl_models:build_ssl_vit",
     "ssl_hub": "pysim.models.ssl_models:build_dinov2",
     "transformers": "pysim.models.loaders:build_align",
+    "dreamsim": "pysim.models.dreamsim:build_dreamsim",
 }
 
 # metric-list `method` -> metric class (spec, n): the engine's per-model statistics and blocks

@@ -111,6 +111,11 @@ def summary(inputs: Inputs) -> str:
         f"{', ...' if len(inputs.datasets) > 5 else ''})",
         f"metrics:  {len(inputs.metrics)} ({', '.join(m.id for m in inputs.metrics)})",
     ]
+    aligned = [m for m, e in inputs.models.items() if e.alignment]
+    if aligned:
+        kinds = sorted({inputs.models[m].alignment for m in aligned})
+        lines.insert(1, f"aligned:  {len(aligned)} ({', '.join(kinds)}: {', '.join(aligned[:3])}"
+                        f"{', ...' if len(aligned) > 3 else ''})")
     derived = [d for d in inputs.datasets if derived_kind(d)]
     if derived:
         lines.append(f"derived:  {len(derived)} ({', '.join(derived)}; sliced from the "

@@ -1,7 +1,9 @@
 """One model registry: `load_model(entry)` -> (model, preprocess, extractor) for every source.
 
 Sources (DESIGN §3): timm, torchvision, OpenCLIP (`custom` OpenCLIP_<variant>_<tag> entries and
-`open_clip`), `ssl` ids of the original study, torch `hub`, and Kakaobrain ALIGN (transformers).
+`open_clip`), `ssl` ids of the original study, torch `hub`, Kakaobrain ALIGN (transformers) and
+DreamSim (`custom`, pysim.models.dreamsim). An entry's `alignment` (gLocal,
+pysim.models.alignment) transforms the primary module's features after extraction.
 `resolve_report` maps a model table to loaders and weight sources without downloading;
 `check_weights` also requires every pretrained model's weights in the local caches, which
 `pysim.models.caches.use_weights_dir` points at one folder.
@@ -23,6 +25,7 @@ from typing import Any
 
 from pysim.config import ModelEntry
 from pysim.errors import InputError
+from pysim.models.alignment import load_alignment
 from pysim.models.extractor import FeatureExtractor, expand_modules, token_mode
 from pysim.models.resolve import Resolution, check_weights, resolve, resolve_report, weights_path
 from pysim.registry import MODEL_LOADERS, load
@@ -141,6 +144,10 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
             raise InputError(f"model '{entry.model_id}': weights not available offline: "
                              f"{res.weight_source} is not in the local cache {res.cache_dir} (run "
                              "pysim-fetch-weights on a machine with network, or set 'weights')")
+    try:
+        align = load_alignment(res.alignment)  # before the model: a missing file fails fast
+    except InputError as exc:
+        raise InputError(f"model '{entry.model_id}': {exc}") from None
     tokens = token_mode(entry.model_parameters)
     try:
         model, preprocess, forward, n_prefix = load(MODEL_LOADERS, res.loader)(entry, res)
@@ -153,7 +160,9 @@ def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,
                          f"from {res.weight_source}: {type(exc).__name__}: {first[:300]}") from None
     model.eval()
     modules = expand_modules(model, entry.modules)
-    extractor = FeatureExtractor(model, modules[0], forward, tokens, n_prefix,
-                                 provenance(entry, res, model, preprocess), modules=modules,
-                                 pooling=entry.pooling, multi=entry.multi)
+    prov = provenance(entry, res, model, preprocess)
+    prov.update(align.provenance() if align is not None else {"alignment": ""})
+    extractor = FeatureExtractor(model, modules[0], forward, tokens, n_prefix, prov,
+                                 modules=modules, pooling=entry.pooling, multi=entry.multi)
+    extractor.feature_transform = align
     return model, preprocess, extractor

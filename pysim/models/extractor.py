@@ -95,6 +95,8 @@ class FeatureExtractor:
         self.pooling = pooling
         self.multi = multi or len(self.module_names) > 1
         self.poolings: dict[str, str | None] = {}  # pooling used per module (after a batch)
+        # applied to the primary module's n x d features (e.g. a gLocal alignment transform)
+        self.feature_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._outputs: dict[str, Any] = {}
         self._active = False  # the hooks act only inside module_outputs(); plain forwards run
         for name in self.module_names:
@@ -128,8 +130,15 @@ class FeatureExtractor:
         return self.module_outputs(images)[self.module_name]
 
     def select(self, out: Any, name: str | None = None) -> torch.Tensor:
-        """Token selection or pooling, then flattening, of a module output (tuple: first)."""
+        """Token selection or pooling, then flattening, of a module output (tuple: first);
+        then the feature transform, if any, for the primary module."""
         name = name or self.module_name
+        feats = self._select(out, name)
+        if self.feature_transform is not None and name == self.module_name:
+            feats = self.feature_transform(feats)
+        return feats
+
+    def _select(self, out: Any, name: str) -> torch.Tensor:
         if isinstance(out, (tuple, list)):
             out = out[0]
         if hasattr(out, "pooler_output") and out.pooler_output is not None:
@@ -144,7 +153,7 @@ class FeatureExtractor:
 
     def _legacy(self, out: torch.Tensor, name: str) -> torch.Tensor:
         mode = self.token_extraction
-        if mode is not None:
+        if mode is not None and out.ndim != 2:  # n x d already: as thingsvision, nothing to pick
             if out.ndim != 3:
                 raise InputError(f"token_extraction {mode!r} needs a token sequence at "
                                  f"'{name}', got shape {tuple(out.shape)}")

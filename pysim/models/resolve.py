@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pysim.config import ModelEntry, is_pattern, representation_id
 from pysim.errors import InputError
+from pysim.models.alignment import AlignmentSource, resolve_alignment
 from pysim.models.caches import hf_hub_cache, open_clip_cache_dir
 from pysim.models.ssl_table import (
     SSL_IMPLS,
@@ -56,6 +57,7 @@ class Resolution:
     architecture: str = ""         # the code that builds the architecture ("" : the loader's)
     transform: str = ""            # the preprocessing it gets ("" : the loader's own)
     needs: list[Path] = field(default_factory=list)  # further local paths an offline run needs
+    alignment: AlignmentSource | None = None  # the entry's feature alignment (gLocal transform)
 
     @property
     def architecture_source(self) -> str:
@@ -308,11 +310,15 @@ def _resolve_align(entry: ModelEntry, wfile: str | None) -> Resolution:
 
 
 def resolve_custom(entry: ModelEntry, wfile: str | None) -> Resolution:
-    """The study's `custom` entries: OpenCLIP_<variant>_<tag> and Kakaobrain ALIGN."""
+    """The study's `custom` entries: OpenCLIP_<variant>_<tag>, Kakaobrain ALIGN, DreamSim."""
     if entry.model_name == "OpenCLIP":
         return resolve_open_clip(entry, wfile)
     if entry.model_name == "Kakaobrain_Align":
         return _resolve_align(entry, wfile)
+    if entry.model_name == "DreamSim":
+        from pysim.models.dreamsim import resolve_dreamsim
+
+        return resolve_dreamsim(entry, wfile)
     raise InputError(f"no loader for source 'custom' and model_name '{entry.model_name}'")
 
 
@@ -332,7 +338,9 @@ def resolve(entry: ModelEntry, base_dir: str | os.PathLike | None = None) -> Res
         if entry.source not in MODEL_SOURCES:
             raise InputError(f"no loader for source '{entry.source}' and model_name "
                              f"'{entry.model_name}'")
-        return load(MODEL_SOURCES, entry.source)(entry, wfile)
+        res = load(MODEL_SOURCES, entry.source)(entry, wfile)
+        res.alignment = resolve_alignment(entry)
+        return res
     except InputError as exc:
         raise InputError(f"model '{entry.model_id}': {exc}") from None
 
@@ -389,6 +397,8 @@ def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | No
         lines.append(f"  {model_id} -> {res.loader} {res.name}{tag}; weights {res.weight_source}"
                      f" ({state}); architecture {res.architecture_source}; transform "
                      f"{res.transform_source}")
+        if res.alignment is not None:
+            lines.append(f"    alignment: {res.alignment.describe()}")
         if entry.multi:
             try:
                 lines.append(f"    representations: {representations(entry)}")
@@ -433,6 +443,10 @@ def check_weights(models: dict[str, ModelEntry],
         elif model_id in resolved and not resolved[model_id].cached():
             res = resolved[model_id]
             missing.append(f"{model_id} ({res.weight_source}: not in {res.cache_dir})")
+        if model_id in resolved and resolved[model_id].alignment is not None \
+                and not resolved[model_id].alignment.cached():
+            src = resolved[model_id].alignment
+            missing.append(f"{model_id} ({src.kind} transform {src.url}: not at {src.path})")
     n = len(models)
     problems = []
     if missing:
