@@ -1,4 +1,5 @@
-"""The CLI layer of the bin/ entry points: one-line errors with exit code 2, logging, and the
+"""The CLI layer of the bin/ entry points: one-line errors (exit code 2 for bad input, 1 for an
+internal error; `--debug` on every entry point shows its traceback), logging, and the
 shared options (device resolved and sizes parsed once, here). Only bin/* import this module;
 the rest of pysim never imports it or click."""
 
@@ -7,19 +8,35 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import traceback
 
 import click
 
 from pysim.errors import InputError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+
+
+DEBUG_FLAG = "--debug"
+
+
+def _add_debug_option(command: click.Command) -> None:
+    if not any(DEBUG_FLAG in p.opts for p in command.params):
+        command.params.append(click.Option(
+            [DEBUG_FLAG], is_flag=True, expose_value=False,
+            help="Show the Python traceback of an internal error (and debug log lines)."))
 
 
 def run(command: click.Command) -> None:
-    """Run a click command; any bad input ends as one line on stderr and exit code 2."""
+    """Run a click command; any bad input ends as one line on stderr and exit code 2, any other
+    exception as one 'internal error' line and exit code 1 (with --debug: the traceback)."""
     prog = os.path.basename(sys.argv[0])
-    logging.basicConfig(level=logging.INFO, format=f"{prog}: %(levelname)s: %(message)s",
-                        stream=sys.stderr)
+    debug = DEBUG_FLAG in sys.argv[1:sys.argv.index("--")] if "--" in sys.argv \
+        else DEBUG_FLAG in sys.argv[1:]
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
+                        format=f"{prog}: %(levelname)s: %(message)s", stream=sys.stderr)
+    _add_debug_option(command)
     try:
         command.main(prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
@@ -35,6 +52,14 @@ def run(command: click.Command) -> None:
         message = " ".join(str(exc).split())
         click.echo(f"{prog}: error: {message}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except Exception as exc:  # noqa: BLE001 - no traceback without --debug
+        if debug:
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:300]
+        click.echo(f"{prog}: internal error: {type(exc).__name__}"
+                   f"{': ' + detail if detail else ''}; rerun with --debug for the traceback",
+                   err=True)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(0)
 
 
@@ -89,3 +114,21 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda was requested but torch sees no CUDA device")
     return device
+
+
+def _trust_hub_repos(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    from pysim.models.hub_trust import set_trusted  # no torch import
+
+    set_trusted([value] if value else None)
+
+
+def trust_hub_repos_option(func):
+    """--trust-hub-repos owner/name[=sha256],...: the torch.hub repos whose code may run."""
+    from pysim.models.hub_trust import STUDY_HUB_REPOS
+
+    option = click.option(
+        "--trust-hub-repos", default=None, expose_value=False, callback=_trust_hub_repos,
+        help="Comma-separated torch.hub repos (owner/name, optionally =<sha256> of the cached "
+             "copy to pin it) whose hubconf.py may run; no other hub repo runs. Default: the "
+             f"study's {', '.join(STUDY_HUB_REPOS)}.")
+    return option(func)

@@ -16,6 +16,7 @@ from typing import Any
 
 from pysim import registry
 from pysim.errors import InputError
+from pysim.ids import check_id
 from pysim.io import read_json
 
 MODEL_SOURCES = tuple(registry.MODEL_SOURCES)  # the registered sources (pysim.registry)
@@ -96,6 +97,7 @@ def load_models(path: str | os.PathLike) -> dict[str, ModelEntry]:
 
 
 def _model_entry(path, model_id: str, entry: Any) -> ModelEntry:
+    check_id(model_id, "model")
     where = f"{path}: model '{model_id}'"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: entry must be a JSON object")
@@ -160,6 +162,13 @@ def _modules(where: str, value: Any) -> tuple[str, ...]:
         raise InputError(f"{where}: 'module_name' lists a module twice")
     if any(LAYER_SEP in n for n in names):
         raise InputError(f"{where}: module names must not contain '{LAYER_SEP}'")
+    for name in names:  # each module becomes part of a representation id and a file name
+        try:
+            check_id(f"m{LAYER_SEP}{name}", "representation")
+        except InputError:
+            raise InputError(f"{where}: module name {name!r} cannot be part of a file name (no "
+                             "whitespace, control characters, path separators, '..', leading "
+                             "dot or dash)") from None
     return tuple(names)
 
 
@@ -259,6 +268,10 @@ def load_dataset_list(path: str | os.PathLike) -> list[str]:
             continue
         if any(c.isspace() for c in line):
             raise InputError(f"{path}: line {lineno}: dataset id '{line}' contains whitespace")
+        try:
+            check_id(line, "dataset")
+        except InputError as exc:
+            raise InputError(f"{path}: line {lineno}: {exc}") from None
         if line in ids:
             raise InputError(f"{path}: line {lineno}: duplicate dataset id '{line}'")
         ids.append(line)

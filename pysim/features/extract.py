@@ -26,6 +26,7 @@ from pysim.config import SPLIT_NAMES, ModelEntry, dataset_dir, load_models, repr
 from pysim.data import SplitReader, build_loader, index_split
 from pysim.errors import InputError
 from pysim.feature_writer import FEATURE_DTYPES, FeatureWriter
+from pysim.ids import check_id, child_path
 from pysim.io import SplitFeatures
 
 log = logging.getLogger(__name__)
@@ -287,8 +288,11 @@ def _single_attrs(entry: ModelEntry, extractor, attrs: dict) -> dict:
 def representation_paths(entry: ModelEntry, modules: list[str], out: str | os.PathLike
                          ) -> dict[str, Path]:
     """module -> features file in the folder `out`: `<rep id>.h5` (primary: `<model_id>.h5`)."""
-    return {m: Path(out) / f"{representation_id(entry.model_id, m, k == 0)}.h5"
-            for k, m in enumerate(modules)}
+    out_paths = {}
+    for k, m in enumerate(modules):
+        rep = check_id(representation_id(entry.model_id, m, k == 0), "representation")
+        out_paths[m] = child_path(out, f"{rep}.h5")
+    return out_paths
 
 
 def _extract_modules(entry: ModelEntry, extractor, preprocess, ddir: Path, splits: list[str],

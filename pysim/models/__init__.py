@@ -126,7 +126,8 @@ def provenance(entry: ModelEntry, res: Resolution, model, preprocess) -> dict[st
             "weights_sha256": sha, "weights_hash_of": hash_of,
             "architecture_source": res.architecture_source, "transform": transform_text(preprocess),
             "transform_source": res.transform_source,
-            "preprocessing": describe_transform(preprocess), "package_versions": package_versions()}
+            "preprocessing": describe_transform(preprocess), "package_versions": package_versions(),
+            **({"hub_repos": res.extra["hub_repos"]} if res.extra.get("hub_repos") else {})}
 
 
 def load_model(entry: ModelEntry, base_dir: str | os.PathLike | None = None,

@@ -17,7 +17,7 @@ import torch
 from pysim.config import ModelEntry
 from pysim.errors import InputError
 from pysim.models.caches import hf_hub_cache
-from pysim.models.resolve import ALIGN_REPO, RANDOM_SEED, Resolution
+from pysim.models.resolve import ALIGN_REPO, RANDOM_SEED, Resolution, hub_repo_dir
 from pysim.models.ssl_table import resnet50_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,7 +47,9 @@ def load_state_file(path: str) -> dict[str, torch.Tensor]:
 
         return load_file(path, device="cpu")
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        sd = load_checkpoint(path)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise InputError(f"weights file {path}: not a loadable state_dict "
                          f"({type(exc).__name__})") from None
@@ -57,6 +59,38 @@ def load_state_file(path: str) -> dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise InputError(f"weights file {path}: does not hold a state_dict")
     return sd
+
+
+def _checkpoint_globals() -> list:
+    """The few non-tensor types known checkpoints hold, allowed besides torch's weights-only
+    set: argparse.Namespace (training args in DINO / MAE-style checkpoints), numpy arrays and
+    scalars (metrics stored with the weights). None of them runs code when unpickled."""
+    import argparse
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [argparse.Namespace, core.multiarray._reconstruct, core.multiarray.scalar,
+            np.ndarray, np.dtype, *{type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4", "?")}]
+
+
+def load_checkpoint(path_or_url: str, file_name: str | None = None) -> Any:
+    """A checkpoint (a local file, or a URL through torch.hub's cache) loaded weights-only: a
+    file that needs any other pickled object is refused with one line naming it."""
+    import pickle
+
+    with torch.serialization.safe_globals(_checkpoint_globals()):
+        try:
+            if "://" in path_or_url:
+                return torch.hub.load_state_dict_from_url(
+                    path_or_url, map_location="cpu", weights_only=True, file_name=file_name)
+            return torch.load(path_or_url, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            where = file_name or os.path.basename(path_or_url)
+            lines = [line for line in str(exc).splitlines() if "GLOBAL" in line]
+            what = lines[0].strip()[:200] if lines else type(exc).__name__
+            raise InputError(f"checkpoint {where}: refused, it needs arbitrary pickled "
+                             f"objects, not only tensors ({what})") from None
 
 
 def imagenet_transform(crop: int = 224, resize: int = 256, mean=IMAGENET_MEAN,
@@ -144,9 +178,7 @@ def _converted_resnet50(entry: ModelEntry, res: Resolution) -> dict:
     target = Path(res.cache_candidates[0])
     if target.is_file():
         return load_state_file(str(target))
-    checkpoint = torch.hub.load_state_dict_from_url(res.extra["url"], map_location="cpu",
-                                                    weights_only=False,
-                                                    file_name=f"{entry.model_name}.orig")
+    checkpoint = load_checkpoint(res.extra["url"], f"{entry.model_name}.orig")
     converted = resnet50_state_dict(checkpoint)
     from pysim.io import atomic_path
 
@@ -178,10 +210,31 @@ def _transform(entry: ModelEntry, res: Resolution) -> Callable:
     return imagenet_transform(size, size) if size else imagenet_transform()
 
 
+def run_hub_entry(repo: str, name: str, res: Resolution, also_runs: tuple[str, ...] = (),
+                  **kwargs: Any) -> torch.nn.Module:
+    """A trusted hub repo's entry point (pysim.models.hub_trust): the cached copy run locally
+    (what torch.hub does with a cached repo), else fetched by torch.hub; the digests of the
+    repos it runs go into res.extra["hub_repos"] (the features' provenance)."""
+    from pysim.models.hub_trust import check_trusted, repo_digest
+
+    folder = hub_repo_dir(repo)
+    digests = {repo: check_trusted(repo, folder)}
+    for other in also_runs:  # repos the entry point itself torch.hub-loads
+        digests[other] = check_trusted(other, hub_repo_dir(other))
+    if folder.is_dir():
+        model = torch.hub.load(str(folder), name, source="local", **kwargs)
+    else:  # online (pysim-fetch-weights): the user trusts this repo (checked above)
+        model = torch.hub.load(repo, name, trust_repo=True, **kwargs)
+        digests[repo] = repo_digest(folder) if folder.is_dir() else ""
+        check_trusted(repo, folder)  # a pinned repo: the fetched copy must match the pin
+    res.extra["hub_repos"] = {r: d for r, d in digests.items() if d}
+    return model
+
+
 def build_hub(entry: ModelEntry, res: Resolution) -> Built:
     torch.manual_seed(RANDOM_SEED)
-    model = torch.hub.load(res.extra["repo"], res.name, trust_repo=True, skip_validation=True,
-                           pretrained=res.pretrained and not res.weights_file, **_kwargs(entry))
+    model = run_hub_entry(res.extra["repo"], res.name, res, tuple(res.extra.get("also_runs", ())),
+                          pretrained=res.pretrained and not res.weights_file, **_kwargs(entry))
     if res.weights_file:
         model.load_state_dict(load_state_file(res.weights_file), strict=True)
     return model, _transform(entry, res), model, 1

@@ -279,6 +279,7 @@ def resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
         res = _resolve_hub(entry, spec.repo, spec.entry, wfile)
         res.architecture = f"torch.hub {spec.repo} {spec.entry} (as thingsvision 2.6.10)"
         res.transform, res.extra["study_transform"] = study, True
+        res.extra["also_runs"] = [XCIT_REPO]  # dino's XCiT entries torch.hub-load xcit
         if res.pretrained and not res.weights_file:  # the entry also loads these two
             res.needs = [hub_repo_dir(XCIT_REPO), _torch_cache(spec.url)]
         return res
@@ -289,6 +290,9 @@ def resolve_ssl(entry: ModelEntry, wfile: str | None) -> Resolution:
     if _weights_or(res, entry, wfile):
         return res
     return _from_torch_cache(res, spec.url, f"{entry.model_name}.pth")  # the converted file
+
+
+HUB_LOADERS = ("hub", "ssl_hub")  # loaders that run a torch.hub repo's own code
 
 
 def hub_repo_dir(repo: str) -> Path:
@@ -354,6 +358,9 @@ def architecture_modules(entry: ModelEntry) -> tuple[list[str], str]:
 
     arch = replace(entry, pretrained=False, weights=None)
     res = resolve(arch)
+    if res.loader in HUB_LOADERS:  # building it would run the repo's hubconf.py
+        raise InputError(f"the architecture of torch.hub entry '{res.name}' is not built "
+                         "here: validation never runs a hub repo's code")
     build = load(MODEL_LOADERS, res.loader)
     try:
         with torch.device("meta"):

@@ -27,10 +27,9 @@ on the CPU they are bit-identical).
 DINOv2: thingsvision calls `torch.hub.load("facebookresearch/dinov2", <entry>)`; pysim runs the
 same hub repo's entry point: from `<TORCH_HOME>/hub/facebookresearch_dinov2_main` (torch.hub's
 own cache folder of that repo, filled by pysim-fetch-weights) with `source="local"`, exactly
-what torch.hub does with a cached repo, so an offline run touches no network. The repo is one
-that pysim names itself (never a table entry's), fetched by `torch.hub.load` with torch.hub's
-default trust check (facebookresearch is one of its trusted owners): no `trust_repo=True`, no
-`skip_validation=True`.
+what torch.hub does with a cached repo, so an offline run touches no network. The repo runs only
+while it is trusted (pysim.models.hub_trust: the study's repos by default, or the user's
+`--trust-hub-repos` list); the digest of the code that ran is recorded as `hub_repos`.
 """
 
 from __future__ import annotations
@@ -51,9 +50,11 @@ from pysim.models.loaders import (
     Built,
     _input_size,
     _kwargs,
+    load_checkpoint,
     load_state_file,
+    run_hub_entry,
 )
-from pysim.models.resolve import RANDOM_SEED, Resolution, hub_repo_dir
+from pysim.models.resolve import RANDOM_SEED, Resolution
 
 STUDY_RESIZE, STUDY_CROP = 256, 224
 
@@ -148,9 +149,7 @@ def resample_checkpoint_positions(model: nn.Module, state: dict) -> None:
 def _official_checkpoint(res: Resolution) -> dict:
     """The checkpoint at the spec's URL, through torch.hub's cache (downloaded when online)."""
     target = Path(res.cache_candidates[0])
-    # pysim names these URLs itself (thingsvision's table); the files hold more than tensors
-    return torch.hub.load_state_dict_from_url(res.extra["url"], map_location="cpu",
-                                              weights_only=False, file_name=target.name)
+    return load_checkpoint(res.extra["url"], target.name)  # weights-only (loaders)
 
 
 def _load_vit_weights(model: nn.Module, kind: str, res: Resolution) -> None:
@@ -185,14 +184,9 @@ def build_ssl_vit(entry: ModelEntry, res: Resolution) -> Built:
 def build_dinov2(entry: ModelEntry, res: Resolution) -> Built:
     """A DINOv2 entry point of the facebookresearch/dinov2 hub repo (see the module docstring)."""
     repo = res.extra["repo"]
-    folder = hub_repo_dir(repo)
     pretrained = res.pretrained and not res.weights_file
     torch.manual_seed(RANDOM_SEED)
-    if folder.is_dir():  # what torch.hub.load does with a cached repo, without the ref lookup
-        model = torch.hub.load(str(folder), res.name, source="local", pretrained=pretrained,
-                               **_kwargs(entry))
-    else:  # pysim-fetch-weights (online): torch.hub fetches the repo and the checkpoint
-        model = torch.hub.load(repo, res.name, pretrained=pretrained, **_kwargs(entry))
+    model = run_hub_entry(repo, res.name, res, pretrained=pretrained, **_kwargs(entry))
     if res.weights_file:
         model.load_state_dict(load_state_file(res.weights_file), strict=True)
     return model, study_transform(entry), model, 1
