@@ -200,6 +200,9 @@ def _check_layout(g: h5py.Group, path: Path, split: str) -> int:
         raise InputError(f"{path}: '{split}' split has inconsistent shapes "
                          f"(features {shapes['features']}, targets {shapes['targets']}, "
                          f"keys {shapes['keys']})")
+    if g["keys"].dtype.kind not in "SOU":  # sample keys are strings (the shards' __key__)
+        raise InputError(f"{path}: '{split}' split: 'keys' must be strings, not "
+                         f"{g['keys'].dtype} numbers")
     return n
 
 

@@ -51,7 +51,7 @@ def maps_part(report, cdir: Path) -> str:
     items = []
     for metric, table in metric_tables(cdir, "embedding"):
         for column in categories(report):
-            fig = af.embedding_map(table, model_labels(report, column), report.names,
+            fig = af.embedding_map(table, model_labels(report, column), report.short_names,
                                    f"t-SNE of 1 - S - {metric}", column,
                                    report.fig_dir / safe_name("embedding", metric, column))
             items.append(report.fig(fig, f"model map, {metric}, coloured by {column}"))
@@ -110,7 +110,7 @@ def agreement_part(report, cdir: Path) -> str:
     table = read_table(cdir / "metric_agreement.csv")
     if table is None or table.empty:
         return h.para("No metric agreement (one metric only, or metric_agreement.csv absent).")
-    fig = af.metric_scatter(agreement_panels(report, table), report.names,
+    fig = af.metric_scatter(agreement_panels(report, table), report.short_names,
                             "metric vs. metric per model pair",
                             report.fig_dir / safe_name("metrics", "agreement"))
     summary = (table.groupby(["metric_1", "metric_2"], sort=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pysim.report.figures import UNKNOWN, palette, plt, save, set_margins, text_width
+from pysim.report.figures import UNKNOWN, palette, plt, save, set_margins, short, text_width
 
 
 def grid(n: int, ncols: int, width: float, height: float, top: float = 0.6,
@@ -28,7 +28,7 @@ def grid(n: int, ncols: int, width: float, height: float, top: float = 0.6,
 
 def legend(fig, colours: Mapping[str, tuple], title: str) -> None:
     """A legend of coloured markers at the right edge of the figure."""
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=short(k))
                for k, c in sorted(colours.items()) if k != UNKNOWN or len(colours) == 1]
     fig.legend(handles=handles, loc="center right", fontsize=7, title=title,
                title_fontsize=8, frameon=False)
@@ -68,11 +68,11 @@ def mean_std_scatter(aggregate: pd.DataFrame, pair_labels: Mapping[str, Sequence
         colours = palette(labs)
         ax.scatter(aggregate["mean"], aggregate["std"], s=10, alpha=0.8,
                    c=[colours[k] for k in labs])
-        ax.set_title(category, fontsize=8)
+        ax.set_title(short(category), fontsize=8)
         ax.set_xlabel("mean similarity across datasets", fontsize=7)
         ax.set_ylabel("std across datasets", fontsize=7)
         ax.tick_params(labelsize=7)
-        handles = [plt.Line2D([], [], marker="o", ls="", color=colours[k], label=k)
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colours[k], label=short(k))
                    for k in sorted(set(labs))]
         ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0),
                   frameon=False)

@@ -38,6 +38,7 @@ class Report:
         self.written: list[Path] = []
         info = res.dataset_info
         self.names = {ds: dataset_field(info, ds, "name", ds) for ds in res.datasets}
+        self.short_names = {ds: fg.short(name) for ds, name in self.names.items()}  # figures
         self.domains = {ds: dataset_field(info, ds, "domain", "") for ds in res.datasets}
         models = res.models or {}
         self.objectives = {m: e.categories.get("objective", fg.UNKNOWN) for m, e in models.items()}
@@ -106,7 +107,7 @@ class Report:
                 progress.update()
                 if metric not in sims.matrices:
                     continue
-                title = f"{self.names[sims.dataset]} - {metric}"
+                title = f"{self.short_names[sims.dataset]} - {metric}"
                 path = fg.similarity_heatmap(sims.matrices[metric], sims.model_ids,
                                              self.objectives, title,
                                              self.fig_dir / fg.safe_name("sim", sims.dataset,
@@ -138,7 +139,7 @@ class Report:
                 datasets = sorted(set(table["dataset_1"]) | set(table["dataset_2"]))
                 wide = consistency_matrix(table, metric, datasets)
             self.wide[metric] = wide
-            path = fg.consistency_heatmap(wide, self.names, f"consistency - {metric}",
+            path = fg.consistency_heatmap(wide, self.short_names, f"consistency - {metric}",
                                           self.fig_dir / fg.safe_name("consistency", metric))
             dist = fg.category_distributions(table[table["metric"] == metric],
                                              f"consistency per category pair - {metric}",
@@ -203,7 +204,8 @@ class Report:
                     accs = res.accuracies(sims.dataset)
                     if accs and metric in sims.matrices:
                         pairs = gap_pairs(sims.matrices[metric], sims.model_ids, accs)
-                        panels.append((self.names[sims.dataset], pairs, correlate(pairs)[0]))
+                        panels.append((self.short_names[sims.dataset], pairs,
+                                       correlate(pairs)[0]))
                 path = fg.gap_scatter(panels, f"similarity vs. accuracy gap - {metric}",
                                       self.fig_dir / fg.safe_name("gap", metric))
                 parts.append(h.figures([self.fig(path, f"similarity vs. gap, {metric}")]))

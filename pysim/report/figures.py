@@ -38,16 +38,31 @@ def save(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+MAX_LABEL = 32  # characters of a name on a figure; longer ones end in an ellipsis
+
+
+def short(text: object, limit: int = MAX_LABEL) -> str:
+    """A name as drawn on a figure: at most `limit` characters (the full name stays in the
+    hover text and the tables)."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
 def set_margins(fig, left: float, bottom: float, right: float, top: float, **space) -> None:
-    """Fixed subplot margins in inches (cheaper than tight layout, which draws the figure)."""
+    """Fixed subplot margins in inches (cheaper than tight layout, which draws the figure);
+    margins that would leave no room for the axes are scaled down to leave 20% of each side."""
     width, height = fig.get_size_inches()
+    if left + right > 0.8 * width:
+        left, right = (0.8 * width * v / (left + right) for v in (left, right))
+    if bottom + top > 0.8 * height:
+        bottom, top = (0.8 * height * v / (bottom + top) for v in (bottom, top))
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height,
                         top=1 - top / height, **space)
 
 
 def text_width(labels: Sequence[str], fontsize: float = 7) -> float:
     """Rough width in inches of the longest label."""
-    return 0.6 * fontsize / 72 * max((len(str(t)) for t in labels), default=0) + 0.1
+    return 0.6 * fontsize / 72 * max((len(short(t)) for t in labels), default=0) + 0.1
 
 
 def palette(values: Sequence[str]) -> dict[str, tuple]:
@@ -76,11 +91,12 @@ def similarity_heatmap(matrix: np.ndarray, model_ids: Sequence[str],
     """Clustered similarity heatmap; a colour strip on both axes marks each model's objective."""
     order = cluster_order(matrix)
     ids = [model_ids[k] for k in order]
-    objs = [objectives.get(m, UNKNOWN) for m in ids]
+    objs = [short(objectives.get(m, UNKNOWN)) for m in ids]
     colours = palette(objs)
     m = len(ids)
     labelled = m <= 40
     side = min(12.0, 2.5 + 0.14 * m)                      # heatmap edge, inches
+    ids = [short(m) for m in ids]
     label = 0.07 * max(map(len, ids)) + 0.2 if labelled else 0.1
     legend = 0.25 * (1 + -(-len(set(objs)) // 3))
     width, height = 0.5 + side + label + 1.2, 0.6 + side + label + legend
@@ -120,7 +136,7 @@ def consistency_heatmap(wide: pd.DataFrame, names: Mapping[str, str], title: str
     values = wide.set_index("dataset").loc[datasets, datasets].to_numpy(dtype=float)
     d = len(datasets)
     side = min(12.0, 2.0 + 0.3 * d)
-    labels = [names.get(ds, ds) for ds in datasets]
+    labels = [short(names.get(ds, ds)) for ds in datasets]
     label = text_width(labels)
     fig, ax = plt.subplots(figsize=(side + label + 1.6, side + label + 0.5))
     set_margins(fig, label + 0.1, label + 0.1, 1.4, 0.4)

@@ -155,6 +155,8 @@ def layer_data(layers: Sequence[Similarities], names: Mapping[str, str]
 
 
 def data_script(data: Mapping[str, Any]) -> str:
-    """The report's data as an inline JSON script element (no `</` can end it early)."""
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    """The report's data as an inline JSON script element: `<`, `>` and `&` escaped as JSON
+    unicode escapes, so no text of an input (`</script>`, `<!--`) can end or change it."""
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="pysim-data">{text}</script>'

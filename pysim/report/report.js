@@ -6,6 +6,7 @@
   const DATA = JSON.parse(document.getElementById("pysim-data").textContent);
   const CONFIG = {displaylogo: false, responsive: true};
   const SIM = DATA.similarity;
+  const MAX_LABEL = 32;  // as pysim.report.figures.MAX_LABEL
 
   function el(tag, attrs, parent) {
     const node = document.createElement(tag);
@@ -45,10 +46,16 @@
             colorscale: "Viridis", hovertemplate: "%{text}<br>similarity: %{z:.4f}<extra></extra>"};
   }
 
-  function simLayout(title, n) {
+  // long names are shortened on axes and in titles; hovers and tables show them in full
+  function shortLabel(text) {
+    return text.length > MAX_LABEL ? text.slice(0, MAX_LABEL - 1) + "\u2026" : text;
+  }
+
+  function simLayout(title, ids) {
+    const n = ids.length;
     const axis = {type: "category", autorange: true, automargin: true, showticklabels: n <= 30,
-                  tickfont: {size: 8}};
-    return {title: {text: title, font: {size: 13}, x: 0, xanchor: "left"}, width: 460,
+                  tickfont: {size: 8}, tickvals: ids, ticktext: ids.map(shortLabel)};
+    return {title: {text: shortLabel(title), font: {size: 13}, x: 0, xanchor: "left"}, font: {size: 13}, x: 0, xanchor: "left"}, width: 460,
             height: 460, margin: {l: n <= 30 ? 110 : 20, r: 10, t: 60, b: n <= 30 ? 110 : 20},
             xaxis: axis, yaxis: Object.assign({}, axis, {autorange: "reversed"})};
   }
@@ -57,7 +64,7 @@
     const entry = SIM.matrices[metric][dataset.key];
     const trace = simTrace(entry, currentOrder(metric), valueRange(metric));
     div.dataset.dataset = dataset.key;
-    Plotly.react(div, [trace], simLayout(dataset.name, trace.x.length), CONFIG);
+    Plotly.react(div, [trace], simLayout(dataset.name, trace.x), CONFIG);
   }
 
   function drawSimilarityGrid() {
@@ -101,7 +108,7 @@
     document.querySelectorAll(".consistency-plot").forEach((div) => {
       const metric = div.dataset.metric, c = DATA.consistency[metric];
       const text = c.names.map((a) => c.names.map((b) => a + "<br>" + b));
-      const axis = {type: "category", tickvals: c.datasets, ticktext: c.names,
+      const axis = {type: "category", tickvals: c.datasets, ticktext: c.names.map(shortLabel),
                     tickfont: {size: 9}};
       Plotly.newPlot(div, [{type: "heatmap", x: c.datasets, y: c.datasets, z: c.z, text: text,
         zmin: -1, zmax: 1, colorscale: "RdBu",
@@ -155,8 +162,8 @@
       y: depths(ds.modules[a].length), z: z, text: text, colorscale: "Viridis",
       hovertemplate: "%{text}<br>" + metric + ": %{z:.4f}<extra></extra>"}],
     {width: 520, height: 480, margin: {t: 40},
-     xaxis: {title: {text: "relative depth, " + b}, range: [-0.05, 1.05]},
-     yaxis: {title: {text: "relative depth, " + a}, range: [-0.05, 1.05]}}, CONFIG);
+     xaxis: {title: {text: "relative depth, " + shortLabel(b)}, range: [-0.05, 1.05]},
+     yaxis: {title: {text: "relative depth, " + shortLabel(a)}, range: [-0.05, 1.05]}}, CONFIG);
   }
 
   function fillSelect(id, values) {
