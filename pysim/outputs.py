@@ -27,7 +27,7 @@ def _name_limit(folder: Path) -> int:
 
 def _existing_ancestor(path: Path) -> Path:
     for candidate in (path, *path.parents):
-        if candidate.exists() or candidate.is_symlink():
+        if os.path.lexists(candidate):  # False, not an error, for an over-long name
             return candidate
     return Path("/")
 

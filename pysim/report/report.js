@@ -55,7 +55,8 @@
     const n = ids.length;
     const axis = {type: "category", autorange: true, automargin: true, showticklabels: n <= 30,
                   tickfont: {size: 8}, tickvals: ids, ticktext: ids.map(shortLabel)};
-    return {title: {text: shortLabel(title), font: {size: 13}, x: 0, xanchor: "left"}, font: {size: 13}, x: 0, xanchor: "left"}, width: 460,
+    return {title: {text: shortLabel(title), font: {size: 13}, x: 0, xanchor: "left"},
+            width: 460,
             height: 460, margin: {l: n <= 30 ? 110 : 20, r: 10, t: 60, b: n <= 30 ? 110 : 20},
             xaxis: axis, yaxis: Object.assign({}, axis, {autorange: "reversed"})};
   }
