@@ -41,7 +41,7 @@ def run(command: click.Command) -> None:
         command.main(prog_name=prog, standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo(f"{prog}: aborted", err=True)
         sys.exit(130)
     except click.ClickException as exc:

@@ -396,9 +396,11 @@ def test_internal_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     assert "Traceback (most recent call last)" in proc.stderr and "RuntimeError" in proc.stderr
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "bin").glob("pysim-*")))
-def test_every_entry_point_offers_debug(name):
-    proc = run_cli(name, "--help")
+def test_every_entry_point_offers_debug():
+    # pysim.cli.run adds --debug to the command it runs; every entry point runs through it
+    for path in sorted((ROOT / "bin").glob("pysim-*")):
+        assert path.read_text().rstrip().endswith("run(main)"), path.name
+    proc = run_cli("pysim-subset", "--help")
     assert proc.returncode == 0 and "--debug" in proc.stdout, proc.stderr
 
 
