@@ -486,3 +486,36 @@ def test_hostile_report_in_chromium(hostile_report, tmp_path):
     finally:
         browser.terminate()
         browser.wait(timeout=60)
+
+
+# --- the workflow passes --trust_hub_repos to EXTRACT_FEATURES only ------------------------
+
+ECHO_PROCESSES = "\n".join(
+    f"process {name} {{\n    output: stdout\n    script:\n"
+    f"    \"echo '{name}=${{task.ext.args ?: ''}}'\"\n}}"
+    for name in ("EXTRACT_FEATURES", "DERIVE_FEATURES", "MAKE_SUBSET", "CONSISTENCY"))
+
+
+def test_ext_args_reach_only_their_process(tmp_path):
+    """conf/modules.config in a run of stand-in processes: --trust_hub_repos reaches
+    EXTRACT_FEATURES alone, --consistency_anchor_test_metrics CONSISTENCY alone (before, one
+    process's ext.args closure was every process's)."""
+    from nf_helpers import run_nf
+
+    (tmp_path / "main.nf").write_text(
+        ECHO_PROCESSES + "\nworkflow { EXTRACT_FEATURES() | view; DERIVE_FEATURES() | view; "
+        "MAKE_SUBSET() | view; CONSISTENCY() | view }\n")
+    (tmp_path / "nextflow.config").write_text(
+        "params {\n    outdir = 'res'\n    publish_dir_mode = 'copy'\n"
+        "    publish_features = false\n    trust_hub_repos = null\n"
+        "    consistency_anchor_test_metrics = null\n}\n"
+        f"includeConfig '{ROOT / 'conf' / 'modules.config'}'\n")
+    proc = run_nf(["run", "main.nf", "-ansi-log", "false", "--trust_hub_repos",
+                   "facebookresearch/dino,evil/repo", "--consistency_anchor_test_metrics", "a"],
+                  cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in proc.stdout.splitlines()
+             if "=" in line and line.split("=", 1)[0].isupper()}
+    assert lines == {"EXTRACT_FEATURES": "--trust-hub-repos facebookresearch/dino,evil/repo",
+                     "DERIVE_FEATURES": "", "MAKE_SUBSET": "",
+                     "CONSISTENCY": "--anchor-test-metrics a"}
