@@ -92,6 +92,12 @@ def test_unknown_ids_are_refused(tmp_path, bad, fragment):
     assert_bad_input(proc, bad, fragment)
 
 
+def test_a_split_that_is_not_a_folder_name_is_refused(tmp_path):
+    proc = run_cli("pysim-fetch-datasets", "--dataset-root", tmp_path, "--dataset", "wds/cars",
+                   "--split", "train/*", "--list", env=offline_env())
+    assert_bad_input(proc, "split 'train/*'", "not a split folder name")
+
+
 def test_unwritable_root_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     proc = run_cli("pysim-fetch-datasets", "--dataset-root", tmp_path / "file" / "data",

@@ -12,8 +12,9 @@ dataset's `classnames.txt` is there. No network here: the stage downloads.
 from __future__ import annotations
 
 import os
+import re
 import tarfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,7 @@ CLASSNAMES = "classnames.txt"
 NSHARDS = "nshards.txt"
 # files of a repo's top level fetched with every split (the templates are CLIP-benchmark's own)
 TOP_LEVEL_FILES = (CLASSNAMES, "zeroshot_classification_templates.txt")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a folder of the repo's top level
 DEMO_PREFIX = "wds/demo_"  # pysim-demo-data's bundled datasets: made locally, never downloaded
 
 # The study's dataset list (assets/paper/webdatasets_w_insub10k.txt): 19 CLIP-benchmark
@@ -80,6 +82,9 @@ def fetch_plan(dataset_ids: Iterable[str],
     """The repos a dataset list needs, in list order; derived ids add `wds/imagenet1k` once."""
     ids = list(dataset_ids)
     check_dataset_ids(ids)
+    for split in splits:
+        if not SPLIT_NAME.fullmatch(split):
+            raise InputError(f"split '{split}': not a split folder name (e.g. train, test)")
     needed: dict[str, list[str]] = {}
     for dataset_id in ids:
         source = source_dataset(dataset_id)
@@ -129,7 +134,8 @@ def split_shards(folder: str | os.PathLike, split: str) -> list[Path]:
     return shards
 
 
-def verify_split(folder: str | os.PathLike, split: str, progress=None) -> int:
+def verify_split(folder: str | os.PathLike, split: str,
+                 progress: Callable[[int], object] | None = None) -> int:
     """Check one split of a dataset folder is whole; returns its number of shards.
 
     `progress` (optional) is called once per shard checked (e.g. a progress bar's update).
