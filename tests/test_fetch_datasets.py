@@ -1,7 +1,8 @@
 """pysim-fetch-datasets: the study's list maps to the original's CLIP-benchmark repos and folders;
 a whole split is skipped without a download; a download is served through huggingface_hub from a
 hub cache laid out by hand (HF_HUB_OFFLINE=1, no network) into a root pysim-validate accepts;
-a split missing a shard or classnames.txt is refused. No test touches the network."""
+a split missing a shard or classnames.txt is refused; the online path runs against a stand-in
+Hub on localhost (tests/hub_server.py). No test touches the network."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hub_server import COMMIT as HUB_COMMIT
+from hub_server import HubServer
 
 from conftest import ROOT, SEED, assert_bad_input, run_cli
 from pysim.data.clip_benchmark import STUDY_DATASETS, fetch_plan, verify_split
@@ -246,3 +249,61 @@ def test_verification_names_the_bad_file(tmp_path):
         verify_split(folder, "train")
     with pytest.raises(InputError, match=r"test/nshards\.txt not found"):
         verify_split(folder, "test")
+
+
+def test_online_download_fetches_only_the_splits_and_resumes(tmp_path):
+    """huggingface_hub's online path (HF_ENDPOINT = a Hub stand-in on localhost): only the
+    asked splits and the top-level files are downloaded, into <root>/.hf-cache, hard-linked
+    into the folder; a second run makes no request; a lost shard comes back from the cache."""
+    toy = repo_files({"train": 3, "test": 2, "valid": 1})
+    hub = HubServer({"clip-benchmark/wds_toy": toy})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf-home"),
+               HF_HUB_DISABLE_TELEMETRY="1")
+    data = tmp_path / "data"
+
+    def fetch_online():
+        return run_cli("pysim-fetch-datasets", "--dataset-root", data, "--dataset", "wds/toy",
+                       env=env)
+
+    try:
+        proc = fetch_online()
+        assert proc.returncode == 0, proc.stderr
+        assert "HTTP Request" not in proc.stderr  # the client's per-request log is quiet
+        prefix = f"GET /datasets/clip-benchmark/wds_toy/resolve/{HUB_COMMIT}/"
+        got = sorted(r.removeprefix(prefix) for r in hub.requests if r.startswith(prefix))
+        wanted = sorted(n for n in toy if not n.startswith("valid/") and n != "README.md")
+        assert sorted(set(got)) == wanted  # (top-level files once per split at most)
+        snapshot = data / ".hf-cache" / "datasets--clip-benchmark--wds_toy" / "snapshots" / \
+            HUB_COMMIT
+        for name in wanted:
+            assert (data / "wds_toy" / name).read_bytes() == toy[name]
+            assert (data / "wds_toy" / name).stat().st_ino == (snapshot / name).stat().st_ino
+        assert not (data / "wds_toy" / "valid").exists()
+
+        hub.requests.clear()
+        proc = fetch_online()
+        assert proc.returncode == 0 and "2 already whole" in proc.stdout, proc.stderr
+        assert hub.requests == []  # whole splits: no request at all
+
+        (data / "wds_toy" / "train" / "1.tar").unlink()
+        proc = fetch_online()
+        assert proc.returncode == 0 and "1 splits fetched, 1 already whole" in proc.stdout
+        assert (data / "wds_toy" / "train" / "1.tar").read_bytes() == toy["train/1.tar"]
+        assert not any(r.startswith(prefix) for r in hub.requests)  # served by the cache
+    finally:
+        hub.close()
+
+
+def test_a_repo_missing_on_the_hub_is_one_line(tmp_path):
+    hub = HubServer({})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf-home"),
+               HF_HUB_DISABLE_TELEMETRY="1")
+    try:
+        proc = run_cli("pysim-fetch-datasets", "--dataset-root", tmp_path / "data",
+                       "--dataset", "wds/nope", env=env)
+    finally:
+        hub.close()
+    assert_bad_input(proc, "dataset 'wds/nope' split 'train'", "cannot fetch "
+                     "clip-benchmark/wds_nope@main", "RepositoryNotFoundError")

@@ -11,6 +11,7 @@ network call. The network is used only here, only when a split is not whole.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from pysim.data.clip_benchmark import (
 from pysim.errors import InputError
 
 CACHE_SUBDIR = ".hf-cache"
+# HTTP clients under huggingface_hub that log every request at INFO (2 per file of a split)
+CHATTY_LOGGERS = ("httpx", "httpx2")
 
 
 def run_fetch_datasets(dataset_root: str | os.PathLike,
@@ -117,6 +120,8 @@ def _download(item: FetchItem, split: str, revision: str, cache: Path) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import HfHubHTTPError
 
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         path = snapshot_download(item.repo_id, repo_type=HF_REPO_TYPE, revision=revision,
                                  allow_patterns=item.allow_patterns(split), cache_dir=cache)
