@@ -35,9 +35,10 @@ def draw_one(ctx: Context, metric: str, datasets: list[str], subset) -> None:
     key, category, groups, title = subset
     stem = f"sec4_6_matrix__{safe(metric)}__{key}"
     values, n_rows = matrix(ctx.consistency, metric, category, groups, datasets)
-    if n_rows == 0:
-        ctx.skip(stem, f"§4.6 {title}", f"no consistency rows for {title} (too few models "
-                 "of these objectives, or no model table)")
+    off_diagonal = values[~np.eye(len(datasets), dtype=bool)]
+    if n_rows == 0 or not np.isfinite(off_diagonal).any():
+        ctx.skip(stem, f"§4.6 {title}", f"no finite consistency for {title} (too few model "
+                 "pairs of these objectives, or no model table)")
         return
     names = [ctx.names.get(d, d) for d in datasets]
     size = 0.32 * len(datasets) + 2.2
