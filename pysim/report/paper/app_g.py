@@ -25,7 +25,7 @@ def draw(ctx: Context) -> None:
     sel["domain"] = [ctx.domains.get(d, "") for d in sel["dataset"]]
     sel = sel.sort_values(["domain", "spearman_r", "name"], kind="stable").reset_index(drop=True)
     colours = [DOMAIN_COLOURS.get(d) or colour(d, k) for k, d in enumerate(sel["domain"])]
-    fig, ax = figure(max(4.0, 0.45 * len(sel) + 2.5), 3.6)
+    fig, ax = figure(max(4.0, 0.45 * len(sel) + 2.5), 4.2)
     x = np.arange(len(sel))
     ax.scatter(x, sel["pearson_r"], c=colours, s=60)
     ax.set_xticks(x, sel["name"], rotation=45, ha="right")
@@ -34,7 +34,8 @@ def draw(ctx: Context) -> None:
         ax.axhline(level, alpha=0.5, ls=":", color="grey", zorder=0)
     for domain in dict.fromkeys(sel["domain"]):
         ax.scatter([], [], color=colours[list(sel["domain"]).index(domain)], label=domain)
-    ax.legend(loc="upper left", frameon=False, fontsize=7)
+    ax.set_xlim(-0.5, len(sel) - 0.5)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False, fontsize=7)
     fig.tight_layout()
     ctx.write(fig, sel[["dataset", "name", "domain", "pearson_r", "spearman_r"]], stem,
               f"App. G: r of similarity vs. performance gap per dataset, {metric_name(metric)}")

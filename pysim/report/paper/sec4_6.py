@@ -5,6 +5,8 @@ domains, colour scale -0.44 .. 1 (the study's 4_6 notebook)."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
@@ -53,10 +55,10 @@ def draw_one(ctx: Context, metric: str, datasets: list[str], subset) -> None:
         ax.axvline(k - 0.5, color="black", ls=":", lw=2)
     ends = starts[1:] + [len(domains)]
     for start, end in zip(starts, ends, strict=True):
-        ax.text((start + end - 1) / 2, -0.7, domains[start].replace(" ", "\n"), ha="center",
-                va="bottom", fontsize=7)
+        label = "\n".join(textwrap.wrap(domains[start], 9, break_long_words=False))
+        ax.text((start + end - 1) / 2, -0.7, label, ha="center", va="bottom", fontsize=6)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    ax.set_title(f"{title} - {metric_name(metric)}", pad=28)
+    ax.set_title(f"{title} - {metric_name(metric)}", pad=40)
     fig.tight_layout()
     rows = [(i, j, datasets[i], datasets[j], names[i], names[j], values[i, j])
             for i in range(len(datasets)) for j in range(len(datasets))]
