@@ -49,12 +49,13 @@ def draw(ctx: Context) -> None:
         ctx.write(fig, data, stem, f"Fig. 1: {metric_name(metric)} between self-supervised "
                   f"(x) and supervised models (y), {ctx.names.get(dataset, dataset)}")
     x, y = b.ravel(), a.ravel()
-    r = float(np.corrcoef(x, y)[0, 1]) if len(x) > 1 else float("nan")
+    keep = np.isfinite(x) & np.isfinite(y)
+    r = float(np.corrcoef(x[keep], y[keep])[0, 1]) if keep.sum() > 2 else float("nan")
     fig, ax = figure(4.0, 2.8)
     ax.scatter(x, y, s=40, color="darkgrey")
-    if len(x) > 1 and np.ptp(x) > 0:
-        slope, intercept = np.polyfit(x, y, 1)
-        grid = np.linspace(x.min(), x.max(), 2)
+    if keep.sum() > 1 and np.ptp(x[keep]) > 0:
+        slope, intercept = np.polyfit(x[keep], y[keep], 1)
+        grid = np.linspace(x[keep].min(), x[keep].max(), 2)
         ax.plot(grid, slope * grid + intercept, ls="--", lw=3, color="darkgrey")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
