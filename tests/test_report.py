@@ -19,6 +19,8 @@ from pysim.analysis.run import compute_consistency, write_outputs
 from pysim.analysis.sim_vs_perf import load_probes, sim_vs_perf_table
 from pysim.io import Similarities, read_similarities, write_csv, write_similarities
 from pysim.report.build import build_report
+from pysim.report.paper import app_e, sec4_2
+from pysim.report.paper.common import Context
 from pysim.subset_size import write_subset_size
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -342,3 +344,21 @@ def test_paper_appendix_c_boxes_equal_the_rederivation(full_report):
     assert set(got["metric"]) == {CKA}  # the notebook's CKA metrics only
     for column in ("q1", "median", "q3", "whisker_low", "whisker_high", "n"):
         np.testing.assert_allclose(got[column], want[column], rtol=0, atol=1e-12)
+
+
+def test_paper_figures_say_when_the_run_has_one_metric(full_report, tmp_path):
+    """With one metric the metric-vs-metric panels (§4.2, App. E) are not drawn but explained."""
+    root, _ = full_report
+    sims = [read_similarities(p) for p in sorted((root / "similarities").glob("*.h5"))]
+    table = pd.read_csv(root / "consistency" / "consistency.csv")
+    ctx = Context(out_dir=tmp_path, matrices={s.dataset: {CKA: s.matrices[CKA]} for s in sims},
+                  model_ids={s.dataset: list(s.model_ids) for s in sims}, names={},
+                  domains={}, labels={}, probes={}, consistency=table[table["metric"] == CKA],
+                  cdir=root / "consistency")
+    sec4_2.draw(ctx)
+    app_e.draw(ctx)
+    reasons = {p.stem: p.reason for p in ctx.panels if p.reason}
+    assert "one metric" in reasons["sec4_2_mean_metric_vs_metric"]
+    assert "at least two metrics" in reasons["appE_consistency"]
+    assert {p.stem for p in ctx.panels if not p.reason} == {
+        f"sec4_2_matrices__{CKA}", f"sec4_2_mean_vs_std__{CKA}"}
