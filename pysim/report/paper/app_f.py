@@ -23,6 +23,10 @@ from pysim.report.paper.common import (
 
 ANCHORS = ("OpenCLIP_RN50_openai", "simclr-rn50", "resnet50", "OpenCLIP_ViT-L-14_openai",
            "dinov2-vit-large-p14", "vit_large_patch16_224")
+NAMES = {"OpenCLIP_RN50_openai": "OpenCLIP RN50", "OpenCLIP_ViT-L-14_openai": "OpenCLIP ViT-L",
+         "resnet50": "ResNet-50", "vit_large_patch16_224": "ViT-L", "simclr-rn50": "SimCLR RN50",
+         "dino-vit-base-p16": "DINO ViT-B", "dinov2-vit-large-p14": "DINOv2 ViT-L",
+         "mae-vit-large-p16": "MAE ViT-L"}  # the study's display names of its anchors
 COLUMNS = 3
 
 
@@ -67,7 +71,8 @@ def draw_category(ctx: Context, rows: pd.DataFrame, category: str) -> None:
         for mid in range(len(metrics) - 1):
             ax.axvline(mid + 0.5, ls=":", color="black", alpha=0.5, lw=1.5)
         own = short(labels.get(anchor, ""))
-        ax.set_title(f"{anchor} ({own})" if own else anchor, color=colour(own, 0) if own
+        name = NAMES.get(anchor, anchor)
+        ax.set_title(f"{name} ({own})" if own else name, color=colour(own, 0) if own
                      else "black", fontsize=8)
         if k % ncols == 0:
             ax.set_ylabel("Correlation coefficient")

@@ -58,7 +58,10 @@ def matrices(ctx: Context, metric: str, aggregate: pd.DataFrame) -> None:
             idx = [ids.index(m) for m in ordered]
             values = ctx.matrices[dataset][metric][np.ix_(idx, idx)].copy()
             np.fill_diagonal(values, 1.0)
-            panels.append((ctx.names.get(dataset, dataset), values, ROCKET, 0.0, 1.0))
+            title = ctx.names.get(dataset, dataset)
+            if ctx.domains.get(dataset):
+                title += f"\n({ctx.domains[dataset]})"
+            panels.append((title, values, ROCKET, 0.0, 1.0))
     panels.append(("Mean over datasets", mean[np.ix_(order, order)], ROCKET, 0.0, 1.0))
     std = std[np.ix_(order, order)]
     panels.append(("Std over datasets", std, MAKO, float(np.nanmin(std)), float(np.nanmax(std))))
@@ -72,9 +75,9 @@ def matrices(ctx: Context, metric: str, aggregate: pd.DataFrame) -> None:
             rows.append((title, i, j, ordered[i], ordered[j], values[i, j]))
         if ax is axes[0][0]:
             first = image
-    fig.subplots_adjust(left=0.06, right=0.93, bottom=0.04, top=0.85, wspace=0.1)
-    fig.colorbar(first, cax=fig.add_axes([0.02, 0.1, 0.012, 0.7]), location="left")
-    fig.colorbar(image, cax=fig.add_axes([0.945, 0.1, 0.012, 0.7]))
+    fig.subplots_adjust(left=0.07, right=0.93, bottom=0.04, top=0.78, wspace=0.1)
+    fig.colorbar(first, cax=fig.add_axes([0.045, 0.1, 0.012, 0.65]), location="left")
+    fig.colorbar(image, cax=fig.add_axes([0.945, 0.1, 0.012, 0.65]))
     fig.suptitle(f"{metric_name(metric)}, ordered by the mean's dendrogram", fontsize=9)
     ctx.write(fig, pd.DataFrame(rows, columns=["panel", "position_1", "position_2", "model_1",
                                                "model_2", "value"]), stem,
