@@ -25,6 +25,7 @@ from pysim.report import interactive as ia
 from pysim.report import tables
 from pysim.report.analyses import analyses_section
 from pysim.report.assets import copy_assets, staged_folder
+from pysim.report.paper import paper_section
 from pysim.report.results import Results, collect
 
 
@@ -270,6 +271,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     ("consistency", "Consistency across datasets", report.consistency_section()),
                     ("analyses", "Further analyses", analyses_section(report)),
                     ("gap", "Similarity vs. accuracy gap", report.gap_section()),
+                    ("paper", "The paper's figures", paper_section(report)),
                     ("software", "Software versions",
                      tables.versions_section(res.software_versions))]
         sections = [s for s in sections if s[2] is not None]
