@@ -89,7 +89,7 @@ def paper_section(report) -> str:
              f"<code>{FOLDER}/</code> (PNG, PDF, and the values behind the marks as CSV). "
              "Datasets, metrics and models are the run's: where the paper's are absent the "
              "nearest of the run's take their place (datasets in domain order, the first "
-             "metric for CKA linear); colour maps rocket/mako are drawn as magma/YlGnBu_r. "
+             "metric for CKA linear). "
              f"{escape(NOT_DRAWN)}</p>"]
     for title, panels in draw_all(ctx):
         drawn = [panel_html(p) for p in panels if not p.reason]

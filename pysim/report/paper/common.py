@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.cbook import boxplot_stats  # noqa: E402
+from seaborn import cm as seaborn_cm
 
 from pysim.io import atomic_path  # noqa: E402
 
@@ -43,8 +44,8 @@ METRIC_NAMES = {"cka_kernel_rbf_unbiased_sigma_0.2": "CKA RBF 0.2",
 REFERENCE_METRIC = "cka_kernel_linear_unbiased"
 DOMAIN_COLOURS = {"Natural (multi-domain)": "#8da0cb", "Natural (single-domain)": "#e78ac3",
                   "Specialized": "#a6d854", "Structured": "#b3b3b3"}
-# seaborn's `rocket` and `mako` (the notebooks' colour maps) are not in matplotlib
-ROCKET, MAKO = "magma", "YlGnBu_r"
+# the notebooks' colour maps: seaborn's `rocket` and `mako`
+ROCKET, MAKO = seaborn_cm.rocket, seaborn_cm.mako
 FONT = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "xtick.labelsize": 8,
         "ytick.labelsize": 8, "legend.fontsize": 8, "svg.hashsalt": "pysim",
         "pdf.compression": 6}
