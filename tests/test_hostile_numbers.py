@@ -25,12 +25,14 @@ from pysim.io import (
     Similarities,
     SplitFeatures,
     read_features,
+    read_similarities,
     read_subset,
     split_digests,
     write_features,
     write_similarities,
 )
 from pysim.probe.data import load_probe_data
+from pysim.report.build import not_computable_note
 from pysim.similarity import compute_similarities
 from pysim.stages.probe import run_probe
 from pysim.stages.similarity import run_similarity
@@ -239,6 +241,17 @@ def test_overflowing_features_and_degenerate_rbf_kernels_are_not_computable(tmp_
         assert np.isnan(matrix[1]).all() and np.isnan(matrix[:, 1]).all()
         assert np.isfinite(matrix[np.ix_([0, 2], [0, 2])]).all()
         assert matrix[0, 0] == matrix[2, 2] == 1.0
+    # the stage records why in the file, and the report lists it as not computable
+    paths = [write(tmp_path / f"{k}.h5", x) for k, x in feats.items()]
+    sims = run_similarity(paths, metrics, out, normalize="none", progress=False)
+    assert np.isnan(sims.matrices["cka_kernel_linear_unbiased"][1, 0])
+    attrs = read_similarities(out).metric_attrs["cka_kernel_linear_unbiased"]
+    assert list(attrs["not_computable"]) == ["huge"]
+    assert "too large for float32" in attrs["not_computable"]["huge"]
+    note = not_computable_note([read_similarities(out)], {"wds_toy": "Toy"})
+    assert "2 similarity rows are not computable" in note
+    assert "<td>Toy</td>" in note and "<td>huge</td>" in note and "float32" in note
+    out.unlink()
     # RBF sigma far too large (kernel constant: all NaN before) or too small (every
     # off-diagonal value underflows: NaN unbiased, 1 everywhere biased)
     rbf = {"sim_method": "cka", "sim_kernel": "rbf", "sigma": 1e150}

@@ -312,10 +312,15 @@ def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
 
 def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSpec],
                              max_memory: int | None = None, progress: bool = False,
-                             plan: MemoryPlan | None = None) -> dict[str, np.ndarray]:
+                             plan: MemoryPlan | None = None,
+                             not_computable: dict[str, dict[str, str]] | None = None
+                             ) -> dict[str, np.ndarray]:
     """The matrices of features already prepared by `prepare_features` (all on one device).
 
-    A model with NaN/inf or constant features gets a NaN row and column and a logged warning.
+    A model with NaN/inf, constant or overflowing features, or whose kernel or RDM is
+    degenerate under a metric, gets a NaN row and column and a logged warning; the reasons go
+    into `not_computable` (if given) as {metric id: {model id: reason}}. A metric under which
+    no model is computable (of several) is bad input.
     `max_memory` (bytes) caps the whole process's resident memory on the CPU, GPU memory on
     CUDA (see `working_budget`); `plan` overrides the engine's block sizes. `xs` is consumed.
     """
@@ -341,6 +346,9 @@ def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSp
             raise InputError(f"no model has usable features (e.g. model {ids[0]}: "
                              f"{reasons[ids[0]]})")
         return out
+    if not_computable is not None:
+        for spec in metrics:
+            not_computable[spec.id] = {mid: r for mid, r in reasons.items() if r}
     engine = _Engine([xs[mid] for mid in valid], metrics, budget, progress, plan)
     xs.clear()
     sub = engine.run()
@@ -350,6 +358,8 @@ def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSp
                                       "undefined (degenerate kernel or RDM)")
     for (metric_id, a), reason in sorted(engine.reasons.items()):
         log.warning("model %s: %s: %s; its row and column are NaN", valid[a], metric_id, reason)
+        if not_computable is not None:
+            not_computable[metric_id][valid[a]] = reason
     pos = np.array([ids.index(mid) for mid in valid])
     for metric_id, matrix in sub.items():
         out[metric_id][np.ix_(pos, pos)] = matrix
