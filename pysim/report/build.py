@@ -116,6 +116,7 @@ class Report:
             if items:
                 static.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
         progress.close()
+        parts.append(not_computable_note(self.res.similarities, self.names))
         if static:
             parts.append("<details><summary>Static figures (PNG, clustered per dataset)</summary>"
                          + "".join(static) + "</details>")
@@ -233,6 +234,21 @@ class Report:
         if links:
             body += "<p>Nextflow reports: " + " ".join(links) + "</p>"
         return body
+
+
+def not_computable_note(similarities, names: dict[str, str]) -> str:
+    """The models whose similarities could not be computed (NaN row and column), and why,
+    as the similarity stage recorded them (DESIGN §5); empty when there are none."""
+    rows = [(names.get(s.dataset, s.dataset), metric, model, reason)
+            for s in sorted(similarities, key=lambda s: s.dataset)
+            for metric, attrs in sorted(s.metric_attrs.items())
+            for model, reason in sorted((attrs.get("not_computable") or {}).items())
+            if model in s.model_ids]
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows, columns=["dataset", "metric", "model", "reason"])
+    return (h.note(f"{len(rows)} similarity rows are not computable (blank cells): "
+                   "the reasons below.") + h.table(frame))
 
 
 def stamp(seconds: float) -> str:
