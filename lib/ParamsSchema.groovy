@@ -96,7 +96,7 @@ class ParamsSchema {
 
     /** A warning on the console and in the log. */
     static void warn(String message) {
-        org.slf4j.LoggerFactory.getLogger(ParamsSchema).warn(message)
+        org.slf4j.LoggerFactory.getLogger(nextflow.Nextflow).warn(message)
     }
 
     /** An unknown name, with the closest known one when it is a likely misspelling. */
