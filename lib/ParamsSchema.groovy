@@ -29,13 +29,30 @@ class ParamsSchema {
         }
     }
 
-    /** The first problem of the params as one line naming the parameter; null when none. */
-    String check(Map params) {
+    /**
+     * The first problem of the params as one line naming the parameter; null when none.
+     * Unknown names stop the run only when given on the command line (or in -params-file);
+     * those that only a config file sets (a site profile's own params, e.g. --project,
+     * --igenomes_base) are warned about, as nf-schema does. --validate_params false: no checks.
+     */
+    String check(Map params, Collection<String> userNames = null) {
         params = new LinkedHashMap(params)  // a plain map: no warning for a name it lacks
+        if (params.validate_params != null && params.validate_params.toString() == 'false') {
+            return null
+        }
+        def given = (userNames ?: commandLineNames()).collect { normal(it.toString()) } as Set
+        def fromConfig = []
         for (name in params.keySet()) {
             if (!props.containsKey(name.toString())) {
-                return unknown(name.toString())
+                if (normal(name.toString()) in given) {
+                    return unknown(name.toString())
+                }
+                fromConfig << name.toString()
             }
+        }
+        if (fromConfig) {
+            warn("Parameters not used by pysim, set by a config file (ignored): " +
+                fromConfig.collect { "--${it}" }.join(', '))
         }
         for (name in required) {
             def value = params[name]
@@ -50,6 +67,36 @@ class ParamsSchema {
             }
         }
         return null
+    }
+
+    /** The parameter names that the user gave: the command line's --name and -params-file's keys. */
+    static List<String> commandLineNames() {
+        def line = nextflow.Global.session?.commandLine ?: ''
+        def names = []
+        def words = line.tokenize()
+        words.eachWithIndex { String word, int i ->
+            if (word.startsWith('--') && word.length() > 2) {
+                names << word.substring(2).tokenize('=')[0]
+            } else if (word == '-params-file' && i + 1 < words.size()) {
+                names.addAll(paramsFileNames(words[i + 1]))
+            }
+        }
+        return names
+    }
+
+    /** The top-level keys of a -params-file (YAML or JSON); none where it cannot be read. */
+    static List<String> paramsFileNames(String file) {
+        try {
+            def data = new org.yaml.snakeyaml.Yaml().load(new File(file.replaceAll(/^['"]|['"]$/, '')).text)
+            return data instanceof Map ? data.keySet()*.toString() : []
+        } catch (Exception ignored) {
+            return []
+        }
+    }
+
+    /** A warning on the console and in the log. */
+    static void warn(String message) {
+        org.slf4j.LoggerFactory.getLogger(nextflow.Nextflow).warn(message)
     }
 
     /** An unknown name, with the closest known one when it is a likely misspelling. */
@@ -82,6 +129,10 @@ class ParamsSchema {
 
     /** The problem of one given value against its property; null when none. */
     String checkValue(String name, Object value, Map prop) {
+        if ((prop.format == 'memory-size' && value instanceof MemoryUnit) ||
+            (prop.format == 'duration' && value instanceof Duration)) {
+            return null  // a config file's 920.GB or 72.h: Nextflow's own value
+        }
         def types = prop.type instanceof List ? prop.type : [prop.type]
         def typed = types.collect { asType(value, it.toString()) }.find { it != null }
         if (typed == null) {

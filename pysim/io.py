@@ -129,7 +129,10 @@ def read_features(path: str | os.PathLike, split: str = "train", load_features: 
             else:
                 feats = np.empty((n if sel is None else len(sel), 0))
             targets = _read_rows(g["targets"], sel, np.int64)
+            check_targets(targets, path, split)
             keys = _read_keys(g["keys"], sel)
+            if sel is None:
+                _check_unique_keys(keys, path, split)
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 features file ({exc})") from None
     return SplitFeatures(feats, targets, keys)
@@ -148,15 +151,49 @@ def split_digests(path: str | os.PathLike, split: str = "train",
             g = _split_group(f, path, split)
             n = _check_layout(g, path, split)
             h_targets, h_keys = hashlib.sha256(), hashlib.sha256()
+            hashes = np.empty(n, dtype=np.int64)
             for start in range(0, n, block):
                 stop = min(start + block, n)
-                h_targets.update(np.ascontiguousarray(
-                    g["targets"][start:stop], dtype="<i8").tobytes())
-                for key in _read_keys(g["keys"], slice(start, stop)):
+                targets = np.ascontiguousarray(g["targets"][start:stop], dtype="<i8")
+                check_targets(targets, path, split)
+                h_targets.update(targets.tobytes())
+                for i, key in enumerate(_read_keys(g["keys"], slice(start, stop)), start):
                     h_keys.update(key.encode() + b"\0")
+                    hashes[i] = hash(key)
+            if _hash_repeats(hashes):
+                _check_unique_keys(_read_keys(g["keys"], None), path, split)
     except OSError as exc:
         raise InputError(f"{path}: not a readable HDF5 features file ({exc})") from None
     return n, h_targets.hexdigest(), h_keys.hexdigest()
+
+
+# largest class index a targets dataset may hold (ImageNet-21k has 21,841 classes)
+MAX_CLASS_INDEX = 1_000_000
+
+
+def check_targets(targets: np.ndarray, path: str | os.PathLike, split: str) -> None:
+    """Targets are class indices in 0..MAX_CLASS_INDEX (-1 usually marks an unlabelled sample)."""
+    if targets.size and (targets.min() < 0 or targets.max() > MAX_CLASS_INDEX):
+        bad = targets.min() if targets.min() < 0 else targets.max()
+        raise InputError(f"{path}: '{split}' targets must be class indices in "
+                         f"0..{MAX_CLASS_INDEX}, found {bad}")
+
+
+def _hash_repeats(hashes: np.ndarray) -> bool:
+    """Whether two of the (key) hashes are equal: a repeated key, or rarely a hash collision."""
+    ordered = np.sort(hashes)
+    return bool(np.any(ordered[1:] == ordered[:-1]))
+
+
+def _check_unique_keys(keys: np.ndarray, path: str | os.PathLike, split: str) -> None:
+    """A sample key given twice in one split is bad input (rows would be matched wrongly)."""
+    if not _hash_repeats(np.fromiter(map(hash, keys), dtype=np.int64, count=len(keys))):
+        return
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise InputError(f"{path}: sample key '{key}' occurs twice in the '{split}' split")
+        seen.add(key)
 
 
 def check_rows(rows: np.ndarray | Sequence[int], n: int) -> np.ndarray:
@@ -200,9 +237,15 @@ def _check_layout(g: h5py.Group, path: Path, split: str) -> int:
         raise InputError(f"{path}: '{split}' split has inconsistent shapes "
                          f"(features {shapes['features']}, targets {shapes['targets']}, "
                          f"keys {shapes['keys']})")
-    if g["keys"].dtype.kind not in "SOU":  # sample keys are strings (the shards' __key__)
-        raise InputError(f"{path}: '{split}' split: 'keys' must be strings, not "
-                         f"{g['keys'].dtype} numbers")
+    kinds = {name: g[name].dtype.kind for name in ("features", "targets", "keys")}
+    if kinds["targets"] not in "iu":
+        raise InputError(f"{path}: '{split}' targets must be integers, stored as "
+                         f"{g['targets'].dtype} (they would be truncated)")
+    if kinds["features"] != "f":
+        raise InputError(f"{path}: '{split}' features must be floating point, stored as "
+                         f"{g['features'].dtype}")
+    if kinds["keys"] not in "OSU":
+        raise InputError(f"{path}: '{split}' keys must be strings, stored as {g['keys'].dtype}")
     return n
 
 
@@ -331,7 +374,23 @@ def read_subset(path: str | os.PathLike) -> dict[str, Any]:
     required = {"dataset", "split", "seed", "max_samples", "n_total", "indices"}
     if not isinstance(subset, dict) or not required <= subset.keys():
         raise InputError(f"{path}: subset file needs the fields {sorted(required)}")
+    for name in ("seed", "max_samples", "n_total"):
+        if not _is_int(subset[name]):
+            raise InputError(f"{path}: '{name}' must be an integer, got {subset[name]!r}")
+    indices = subset["indices"]
+    if not isinstance(indices, list):
+        raise InputError(f"{path}: 'indices' must be a list of integers")
+    bad = next((i for i in indices if not _is_int(i)), None)
+    if bad is not None:
+        raise InputError(f"{path}: subset indices must be integers, found {bad!r}")
+    digest = subset.get("keys_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise InputError(f"{path}: 'keys_sha256' must be a string")
     return subset
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- attribute encoding -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pysim.errors import InputError
-from pysim.io import read_attrs, read_features, write_json
+from pysim.io import read_attrs, read_features, split_digests, write_json
 
 MODES = ("per_class", "balanced")
 
@@ -81,8 +81,9 @@ def make_subset(features: str | os.PathLike, out: str | os.PathLike, max_samples
         raise InputError(f"{features}: the train split is empty")
     dataset = read_attrs(features).get("dataset") or Path(features).parent.name
     indices = stratified_indices(split.targets, max_samples, seed, mode)
+    keys_digest = split_digests(features, "train")[2]
     subset = {"dataset": str(dataset), "split": "train", "seed": seed,
               "max_samples": max_samples, "mode": mode, "n_total": len(split),
-              "indices": [int(i) for i in indices]}
+              "keys_sha256": keys_digest, "indices": [int(i) for i in indices]}
     write_json(out, subset)
     return subset

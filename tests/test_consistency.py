@@ -35,11 +35,12 @@ def write_study(tmp_path, matrices_by_dataset, model_ids, categories, metric=MET
 
 
 def symmetric(rng, m, base=None, noise=1.0):
-    """A symmetric matrix with unit diagonal: base + noise * random."""
+    """A symmetric matrix with unit diagonal: base + noise * random, squashed into [-1, 1]."""
     x = rng.normal(size=(m, m)) * noise
     x = (x + x.T) / 2
     if base is not None:
         x = x + base
+    x = np.tanh(x)
     np.fill_diagonal(x, 1.0)
     return x
 
@@ -52,7 +53,8 @@ def planted(rng, n_datasets=6, n_per_group=8):
     out = {}
     for d in range(n_datasets):
         mat = symmetric(rng, m)
-        mat[np.ix_(sup, sup)] = base[np.ix_(sup, sup)] + 0.05 * symmetric(rng, n_per_group)
+        mat[np.ix_(sup, sup)] = np.tanh(base[np.ix_(sup, sup)]
+                                        + 0.05 * symmetric(rng, n_per_group))
         np.fill_diagonal(mat, 1.0)
         out[f"wds/set{d}"] = mat
     ids = [f"model{i:02d}" for i in range(m)]

@@ -363,7 +363,7 @@ def test_integer_keys_are_bad_input(tmp_path):
             "pysim-similarity", ["--features", feats, "--metrics",
                                  SEED / "similarity_metric_config_all.json"])):
         proc = run_cli(name, "--features", feats, *args, "--out", tmp_path / "o")
-        assert_bad_input(proc, "'keys' must be strings")
+        assert_bad_input(proc, "keys must be strings")
     assert listing(tmp_path) == before
 
 

@@ -131,6 +131,7 @@ def planted_matrices(rng, ids: list[str], configs: pd.DataFrame, n_datasets: int
         for d in range(n_datasets):
             mat = base + scale * rng.normal(size=(m, m))
             mat = (mat + mat.T) / 2
+            mat /= max(1.0, np.abs(mat).max())  # a similarity lies in [-1, 1]
             if metric.startswith("rsa"):
                 mat = np.round(mat, 1)  # ties: Spearman on average ranks
             np.fill_diagonal(mat, 1.0)

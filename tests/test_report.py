@@ -3,6 +3,7 @@ renders in a headless browser (when Chromium is installed)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from pysim.analysis.run import compute_consistency, compute_model_set_pairs, wri
 from pysim.analysis.sim_vs_perf import load_probes, sim_vs_perf_table
 from pysim.io import Similarities, read_similarities, write_csv, write_similarities
 from pysim.report.build import build_report
+from pysim.report.paper import app_e, sec4_2
+from pysim.report.paper.common import Context
 from pysim.stages.consistency import load_model_sets
 from pysim.subset_size import write_subset_size
 
@@ -155,7 +158,8 @@ def test_report_parses_and_shows_every_part(full_report):
     assert sum(n.startswith("anchors__") for n in names) == len(METRICS)
     assert {"subset__delta.png", "subset__heatmaps.png"} <= set(names)  # Appendix C
     assert names.count("modelsets__pairs.png") == 1  # model-set pairs (--model_sets)
-    assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(names)
+    static = [Path(s).name for s in page.images if s.startswith("figures/")]
+    assert sorted(p.name for p in (root / "report" / "figures").iterdir()) == sorted(static)
     text = " ".join(page.text)
     for shown in ("Stanford Cars", "FER2013", "CIFAR-10", "Natural (single-domain)",
                   "Structured", "Self-Supervised", "model_5", "pysim 0.1.0",
@@ -183,6 +187,10 @@ def test_report_copes_with_missing_parts(full_report, tmp_path):
     names = {Path(s).name for s in page.images}
     assert {p.name for p in (partial / "report" / "figures").iterdir()} == names
     assert all(n.startswith("sim__") for n in names) and len(names) == 6
+    # no model table, no tables: no paper figure is drawn, each says why
+    assert not any((partial / "report" / "paper_figures").glob("*"))
+    assert "fig1_scatter: not drawn from this run" in text
+    assert "sec4_5_boxplot: not drawn from this run - no consistency/consistency.csv" in text
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -232,3 +240,160 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     assert pixels.shape[:2] == (2000, 1280)
     assert pixels.std() > 0.05
     assert (pixels.min(axis=-1) < 0.9).mean() > 0.02  # more than a blank page with a title
+
+
+# --- the paper's figures (report/paper_figures/) ------------------------------------------
+
+CKA = METRICS[0]
+PAPER_STEMS = (
+    ["fig1_dataset_a_heatmap", "fig1_dataset_b_heatmap", "fig1_scatter",
+     f"sec4_2_matrices__{CKA}", f"sec4_2_mean_vs_std__{CKA}",
+     f"sec4_2_mean__{CKA}__vs__{METRICS[1]}", f"sec4_7_scatter__{CKA}", "appC_delta_box",
+     "appC_matrices", f"appD_mean_std_transformed__{CKA}",
+     f"appE_consistency__{CKA}__vs__{METRICS[1]}", f"appG_r_per_dataset__{CKA}"]
+    + [f"sec4_4_scatter__{m}" for m in METRICS]
+    + [f"sec4_5_boxplot__{m}__{c}" for m in METRICS
+       for c in ("objective", "architecture_class", "dataset_class", "size_class")]
+    + [f"sec4_6_matrix__{m}__{s}" for m in METRICS for s in ("all", "imgtxt_sup")]
+    + [f"appF_anchors__{c}" for c in ("objective", "architecture_class", "dataset_class",
+                                      "size_class")])
+SHORT = {"Image-Text": "Img-Txt", "Self-Supervised": "SSL", "Supervised": "Sup"}
+
+
+def corr(x, y) -> float:
+    """Pearson r in float64 (NaN under 3 values, as the consistency table)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 3:
+        return np.nan
+    dx, dy = x - x.mean(), y - y.mean()
+    return float((dx * dy).sum() / np.sqrt((dx * dx).sum() * (dy * dy).sum()))
+
+
+def box(values) -> dict:
+    """What a seaborn/matplotlib box shows: linear quartiles, whiskers at the furthest points
+    within 1.5 IQR of the box."""
+    v = np.sort(np.asarray(values, np.float64))
+    q1, med, q3 = (float(np.percentile(v, q)) for q in (25, 50, 75))
+    iqr = q3 - q1
+    return {"q1": q1, "median": med, "q3": q3, "whisker_low": v[v >= q1 - 1.5 * iqr].min(),
+            "whisker_high": v[v <= q3 + 1.5 * iqr].max(), "n": len(v)}
+
+
+def pair_r(root: Path, models: Path, metric: str, keep) -> dict[tuple[str, str], float]:
+    """Per dataset pair: r of the two datasets' similarities over the model pairs (i < j) that
+    `keep(objective_i, objective_j)` accepts, recomputed from the similarity files."""
+    objective = {m: e["objective"] for m, e in json.loads(models.read_text()).items()}
+    sims = {s.dataset: s for s in (read_similarities(p)
+                                   for p in sorted((root / "similarities").glob("*.h5")))}
+    out = {}
+    for d1, d2 in itertools.combinations(sorted(sims), 2):
+        ids = list(sims[d1].model_ids)
+        assert ids == list(sims[d2].model_ids)
+        pairs = [(i, j) for i, j in itertools.combinations(range(len(ids)), 2)
+                 if keep(objective[ids[i]], objective[ids[j]])]
+        x = [sims[d1].matrices[metric][i, j] for i, j in pairs]
+        y = [sims[d2].matrices[metric][i, j] for i, j in pairs]
+        out[(d1, d2)] = corr(x, y)
+    return out
+
+
+def test_paper_figures_are_written_and_listed(full_report):
+    root, _ = full_report
+    folder = root / "report" / "paper_figures"
+    page = parse(root / "report" / "index.html")
+    assert "paper" in page.ids and "The paper's figures" in " ".join(page.text)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{s}.{ext}" for s in PAPER_STEMS for ext in ("png", "pdf", "csv"))
+    for stem in PAPER_STEMS:
+        png, pdf = (folder / f"{stem}.png").read_bytes(), (folder / f"{stem}.pdf").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[-8:-4] == b"IEND", stem
+        assert pdf[:5] == b"%PDF-" and pdf.rstrip().endswith(b"%%EOF"), stem
+        assert len(pd.read_csv(folder / f"{stem}.csv")) > 0, stem
+        assert f"paper_figures/{stem}.png" in page.images, stem
+        assert {f"paper_figures/{stem}.pdf", f"paper_figures/{stem}.csv"} <= set(page.links)
+    # 2 self-supervised models make one SSL x SSL pair: no r, said on the page
+    assert (f"sec4_6_matrix__{CKA}__ssl_ssl: not drawn from this run"
+            in " ".join(page.text))
+
+
+def test_paper_boxplot_4_5_equals_the_rederivation(full_report):
+    """§4.5, objective: per objective pair the r of every dataset pair, boxes sorted by median
+    (descending), the all-pairs quartiles behind them."""
+    root, models = full_report
+    got = pd.read_csv(root / "report" / "paper_figures" /
+                      f"sec4_5_boxplot__{CKA}__objective.csv")
+    boxes = {}
+    for a, b in itertools.combinations_with_replacement(sorted(OBJECTIVES), 2):
+        rs = [r for r in pair_r(root, models, CKA,
+                                lambda p, q, a=a, b=b: sorted((p, q)) == [a, b]).values()
+              if np.isfinite(r)]
+        if rs:
+            boxes[f"{SHORT[a]}, {SHORT[b]}"] = box(rs)
+    order = sorted(boxes, key=lambda k: -boxes[k]["median"])
+    assert list(got["group_pair"]) == order
+    for column in ("q1", "median", "q3", "whisker_low", "whisker_high", "n"):
+        np.testing.assert_allclose(got[column], [boxes[k][column] for k in order],
+                                   rtol=0, atol=1e-12)
+    everything = list(pair_r(root, models, CKA, lambda p, q: True).values())
+    for column, q in (("all_q25", 25), ("all_median", 50), ("all_q75", 75)):
+        np.testing.assert_allclose(got[column], np.percentile(everything, q), atol=1e-12)
+
+
+def test_paper_matrix_4_6_equals_the_rederivation(full_report):
+    """§4.6, Img-Txt x Sup pairs: datasets by (domain, name), r per dataset pair, diagonal 1."""
+    root, models = full_report
+    got = pd.read_csv(root / "report" / "paper_figures" /
+                      f"sec4_6_matrix__{CKA}__imgtxt_sup.csv")
+    info = json.loads((SEED / "dataset_info.json").read_text())
+    order = sorted(DATASETS, key=lambda d: (info[d]["domain"], info[d]["name"]))
+    rs = pair_r(root, models, CKA, lambda p, q: {p, q} == {"Image-Text", "Supervised"})
+    want = np.eye(len(order))
+    for (d1, d2), r in rs.items():
+        i, j = order.index(d1), order.index(d2)
+        want[i, j] = want[j, i] = r
+    assert list(got[got["position_2"] == 0]["dataset_1"]) == order
+    assert list(got[got["position_2"] == 0]["name_1"]) == [info[d]["name"] for d in order]
+    values = np.full_like(want, np.nan)
+    values[got["position_1"], got["position_2"]] = got["pearson_r"]
+    np.testing.assert_allclose(values, want, rtol=0, atol=1e-12)
+
+
+def test_paper_appendix_c_boxes_equal_the_rederivation(full_report):
+    """App. C: |S_a - S_b| of each model pair (upper triangle) between consecutive subset
+    sizes, CKA metrics only, recomputed from the subset-size similarity files."""
+    root, _ = full_report
+    got = pd.read_csv(root / "report" / "paper_figures" / "appC_delta_box.csv")
+    sizes = (1, 10, 20)
+    mats = {n: read_similarities(root / "subset_size" / f"imagenet-subset-{n}k.h5")
+            for n in sizes}
+    rows = []
+    for a, b in itertools.pairwise(sizes):
+        x, y = (np.array(mats[n].matrices[CKA], np.float64) for n in (a, b))
+        np.fill_diagonal(x, 1)
+        np.fill_diagonal(y, 1)
+        upper = np.triu_indices(len(x), 1)
+        rows.append({"compared_subsets": f"{a} and {b}", "metric": CKA,
+                     **box(np.abs(x[upper] - y[upper]))})
+    want = pd.DataFrame(rows)
+    assert list(got["compared_subsets"]) == list(want["compared_subsets"])
+    assert set(got["metric"]) == {CKA}  # the notebook's CKA metrics only
+    for column in ("q1", "median", "q3", "whisker_low", "whisker_high", "n"):
+        np.testing.assert_allclose(got[column], want[column], rtol=0, atol=1e-12)
+
+
+def test_paper_figures_say_when_the_run_has_one_metric(full_report, tmp_path):
+    """With one metric the metric-vs-metric panels (§4.2, App. E) are not drawn but explained."""
+    root, _ = full_report
+    sims = [read_similarities(p) for p in sorted((root / "similarities").glob("*.h5"))]
+    table = pd.read_csv(root / "consistency" / "consistency.csv")
+    ctx = Context(out_dir=tmp_path, matrices={s.dataset: {CKA: s.matrices[CKA]} for s in sims},
+                  model_ids={s.dataset: list(s.model_ids) for s in sims}, names={},
+                  domains={}, labels={}, probes={}, consistency=table[table["metric"] == CKA],
+                  cdir=root / "consistency")
+    sec4_2.draw(ctx)
+    app_e.draw(ctx)
+    reasons = {p.stem: p.reason for p in ctx.panels if p.reason}
+    assert "one metric" in reasons["sec4_2_mean_metric_vs_metric"]
+    assert "at least two metrics" in reasons["appE_consistency"]
+    assert {p.stem for p in ctx.panels if not p.reason} == {
+        f"sec4_2_matrices__{CKA}", f"sec4_2_mean_vs_std__{CKA}"}

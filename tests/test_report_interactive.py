@@ -180,6 +180,7 @@ def write_layers(root: Path) -> None:
     for metric, matrix in sims.matrices.items():
         x = rng.uniform(size=(len(ids), len(ids)))
         full = (x + x.T) / 2
+        np.fill_diagonal(full, 1.0)  # a similarity matrix (DESIGN §5)
         full[: len(sims.model_ids), : len(sims.model_ids)] = matrix
         mats[metric] = full
     # model_1's extracted module recorded by the similarity stage; model_0's left to the table

@@ -10,7 +10,8 @@ from nf_helpers import DEMO, REPO, run_nf
 
 SCHEMA = json.loads((REPO / "nextflow_schema.json").read_text())
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-PROFILES = "local,slurm,gpu,apptainer,test"  # every profile: every params name any config sets
+# every profile: every params name any config sets
+PROFILES = "local,slurm,gpu,apptainer,singularity,docker,podman,debug,test,test_full"
 # In the schema, not in nextflow.config: set by institutional configs (--custom_config_base).
 INSTITUTIONAL = {"config_profile_name", "config_profile_description", "config_profile_contact",
                  "config_profile_url"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -99,7 +100,10 @@ def test_cli_writes_identical_output_for_identical_input(tmp_path):
     assert outs[0].read_bytes() == outs[1].read_bytes()
     subset = json.loads(outs[0].read_text())
     assert list(subset) == ["dataset", "split", "seed", "max_samples", "mode", "n_total",
-                            "indices"]
+                            "keys_sha256", "indices"]
+    # the digest of the train keys, each UTF-8 and NUL-terminated (DESIGN §5)
+    keys = b"".join(f"k{i}".encode() + b"\0" for i in range(500))
+    assert subset["keys_sha256"] == hashlib.sha256(keys).hexdigest()
     assert subset["mode"] == "per_class"
     assert subset["dataset"] == "wds_toy" and subset["split"] == "train"
     assert (subset["seed"], subset["max_samples"], subset["n_total"]) == (3, 120, 500)

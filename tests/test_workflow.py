@@ -49,7 +49,7 @@ def test_every_label_keeps_base_config_resources_under_every_profile(profile, tm
             flat.setdefault(match[1], {})[match[2]] = match[3]
     for name in filter(None, profile.split(",")):
         assert PROFILE_MARKERS[name] in proc.stdout, name
-    assert "manifest.nextflowVersion = '>=24.10.0'" in proc.stdout
+    assert "manifest.nextflowVersion = '!>=24.10.0'" in proc.stdout
     expected = base_label_resources()
     assert set(flat) == set(expected)
     for label, want in expected.items():

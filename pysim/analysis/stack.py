@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pysim.analysis.transforms import EDGE_TOLERANCE
 from pysim.errors import InputError
 from pysim.io import Similarities, read_similarities
 
@@ -46,10 +47,41 @@ def read_all(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Similarities
             if matrix.shape != (m, m):
                 raise InputError(f"{path}: metric '{metric_id}' has shape {matrix.shape}, "
                                  f"expected {m} x {m} for {m} models")
+            problem = matrix_problem(matrix)
+            if problem:
+                raise InputError(f"{path}: metric '{metric_id}' is not a similarity matrix: "
+                                 f"{problem}")
         out.append((str(path), sims))
     if not out:
         raise InputError("no similarity files given")
     return out
+
+
+# rounding allowed when checking a matrix's range, symmetry and unit diagonal (the transforms'
+# clipping tolerance)
+MATRIX_TOLERANCE = EDGE_TOLERANCE
+
+
+def matrix_problem(matrix: np.ndarray) -> str | None:
+    """What keeps an m x m matrix from being one of pysim's similarities, or None.
+
+    Every pysim metric (CKA, RSA, mutual kNN) is symmetric with values in [-1, 1] and 1 on
+    the diagonal; a model without a defined similarity has a NaN row and column.
+    """
+    values = matrix[np.isfinite(matrix)]
+    if values.size and np.abs(values).max() > 1 + MATRIX_TOLERANCE:
+        return f"value {values[np.argmax(np.abs(values))]:g} outside [-1, 1]"
+    if np.isinf(matrix).any():
+        return "infinite values"
+    nan = np.isnan(matrix)
+    if (nan != nan.T).any() or np.nanmax(np.abs(matrix - matrix.T), initial=0.0) \
+            > MATRIX_TOLERANCE:
+        return "not symmetric"
+    diag = np.diag(matrix)
+    off = diag[np.isfinite(diag) & (np.abs(diag - 1) > MATRIX_TOLERANCE)]
+    if off.size:
+        return f"diagonal value {off[0]:g}, expected 1"
+    return None
 
 
 def align(files: Sequence[tuple[str, Similarities]],

@@ -96,6 +96,10 @@ def load_probe_data(path: str | os.PathLike, normalize: str = "l2", test_from_tr
     x_train, y_train, x_test, y_test = train.features, train.targets, test.features, test.targets
     del train, test
     _check(path, x_train, y_train, x_test)
+    unseen = np.setdiff1d(y_test, y_train)
+    if unseen.size:
+        raise InputError(f"{path}: {unseen.size} test label(s) never occur in the train split "
+                         f"(e.g. {unseen[0]}): the probe cannot predict them")
     classes = np.unique(np.concatenate([y_train, y_test]))
     if normalize == "l2":
         l2_normalize_(x_train)
@@ -106,7 +110,7 @@ def load_probe_data(path: str | os.PathLike, normalize: str = "l2", test_from_tr
 
 
 def _check(path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> None:
-    """Bad features (empty, mismatched widths, NaN/inf, one class) are bad input."""
+    """Bad features (empty, mismatched widths, NaN/inf, constant, one class) are bad input."""
     if len(x_train) == 0 or len(x_test) == 0:
         raise InputError(f"{path}: empty train or test split")
     if x_train.shape[1] != x_test.shape[1]:
@@ -115,5 +119,11 @@ def _check(path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -
     for name, x in (("train", x_train), ("test", x_test)):
         if not all(np.isfinite(x[i:i + BLOCK_ROWS]).all() for i in range(0, len(x), BLOCK_ROWS)):
             raise InputError(f"{path}: '{name}' features contain NaN or inf")
+    # every row equal to the first (e.g. all zero): nothing to learn; stops at the first
+    # block that differs, so real features cost one block
+    if len(x_train) > 1 and all((x_train[i:i + BLOCK_ROWS] == x_train[0]).all()
+                                for i in range(0, len(x_train), BLOCK_ROWS)):
+        raise InputError(f"{path}: the 'train' features are constant (every sample has the same "
+                         "feature vector)")
     if len(np.unique(y_train)) < 2:
         raise InputError(f"{path}: the train split has fewer than 2 classes")

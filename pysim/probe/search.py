@@ -5,6 +5,7 @@ scored on test (the rules themselves live in pysim.probe.wd_search)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Hashable, Iterator
 
 import numpy as np
@@ -16,6 +17,8 @@ from pysim.probe.data import ProbeData, stratified_split
 from pysim.probe.heads import Scores, score_heads, train_heads
 from pysim.probe.settings import ProbeSettings, check_settings
 from pysim.probe.wd_search import GRIDS, Key, first_best, run_searches, wd_search
+
+log = logging.getLogger("pysim.probe")
 
 # bytes of per-head state (weights, 2 moments, gradient, update) allowed at once
 HEAD_MEMORY = 1 << 30
@@ -76,6 +79,7 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
     bar = tqdm(total=n_heads * n_lrs * _steps(n_fit, settings) + n_seeds * _steps(n_all, settings),
                desc="probe search", unit="head-step", disable=not progress, leave=False)
     cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+    diverged_heads: list[tuple[float, float]] = []  # (lr, wd) whose training loss is NaN/inf
 
     def score(requests: list[tuple[Hashable, int]]) -> dict[tuple[Hashable, int], Key]:
         """Train the new (lr index, wd index) candidates of one stage; every request's key."""
@@ -85,8 +89,12 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
                                       [settings.lrs[i] for i, _ in new],
                                       [float(grid.values[j]) for _, j in new], bar.update)
             for g, cand in enumerate(new):
-                cache[cand] = (scores.hits1[:, g].cpu().numpy() / scores.n,
-                               scores.loss_sum[:, g].cpu().numpy() / scores.n)
+                acc = scores.hits1[:, g].cpu().numpy() / scores.n
+                loss = scores.loss_sum[:, g].cpu().numpy() / scores.n
+                diverged = ~np.isfinite(loss)  # never chosen: accuracy -1, loss +inf
+                if diverged.any():
+                    diverged_heads.append((settings.lrs[cand[0]], float(grid.values[cand[1]])))
+                cache[cand] = (np.where(diverged, -1.0, acc), np.where(diverged, np.inf, loss))
         return {(name, j): _key(cache[name[1], j], name[0], settings.tie_break)
                 for name, j in requests}
 
@@ -99,6 +107,14 @@ def _run_probe(data: ProbeData, settings: ProbeSettings, device: str, progress: 
         choice = (best_lr, found[s, best_lr][0])
         choices += [choice] * (1 if s is not None else n_seeds)
     val_acc1 = [float(cache[c][0][s]) for s, c in enumerate(choices)]
+    if min(val_acc1) < 0:
+        raise InputError("probe training diverged (non-finite loss) for every learning rate "
+                         f"and weight decay of a seed (--lrs {','.join(map(str, settings.lrs))});"
+                         " use smaller learning rates")
+    if diverged_heads:
+        log.warning("probe: %d (lr, weight decay) candidates diverged (non-finite loss) and were "
+                    "not chosen, e.g. lr %g, weight decay %g", len(diverged_heads),
+                    *diverged_heads[0])
     lrs = [settings.lrs[i] for i, _ in choices]
     wds = [float(grid.values[j]) for _, j in choices]
     acc1, acc5 = _refit_and_test(data, settings, device, lrs, wds, bar.update)
@@ -119,6 +135,8 @@ def _key(scores: tuple[np.ndarray, np.ndarray], seed: int | None, tie_break: str
     """Ranking key from per-seed (accuracy, loss): one seed's, or the mean over seeds (None)."""
     acc, loss = (scores[0][seed], scores[1][seed]) if seed is not None else (
         scores[0].mean(), scores[1].mean())
+    if acc < 0 or (seed is None and scores[0].min() < 0):  # diverged (for some seed)
+        acc, loss = -1.0, np.inf
     return (float(acc),) if tie_break == "order" else (float(acc), -float(loss))
 
 
@@ -162,6 +180,10 @@ def _refit_and_test(data: ProbeData, settings: ProbeSettings, device: str, lrs: 
                             max(settings.lrs))
         test_idx = torch.arange(len(y_te), device=device).expand(len(seeds), -1)
         scores = score_heads(heads, x_te, y_te, test_idx)
+        if not bool(torch.isfinite(scores.loss_sum).all()):
+            raise InputError(f"probe training diverged (non-finite loss) when refitting lr {lr:g},"
+                             f" weight decay {wd:g} on the whole train split; use smaller "
+                             "learning rates")
         for row, s in enumerate(members):
             acc1[s] = scores.hits1[row, 0].item() / scores.n
             acc5[s] = scores.hits5[row, 0].item() / scores.n

@@ -25,6 +25,7 @@ from pysim.report import interactive as ia
 from pysim.report import tables
 from pysim.report.analyses import analyses_section
 from pysim.report.assets import copy_assets, staged_folder
+from pysim.report.paper import paper_section
 from pysim.report.results import Results, collect
 
 
@@ -116,6 +117,7 @@ class Report:
             if items:
                 static.append(f"<h3>{h.escape(metric)}</h3>" + h.figures(items))
         progress.close()
+        parts.append(not_computable_note(self.res.similarities, self.names))
         if static:
             parts.append("<details><summary>Static figures (PNG, clustered per dataset)</summary>"
                          + "".join(static) + "</details>")
@@ -236,6 +238,21 @@ class Report:
         return body
 
 
+def not_computable_note(similarities, names: dict[str, str]) -> str:
+    """The models whose similarities could not be computed (NaN row and column), and why,
+    as the similarity stage recorded them (DESIGN §5); empty when there are none."""
+    rows = [(names.get(s.dataset, s.dataset), metric, model, reason)
+            for s in sorted(similarities, key=lambda s: s.dataset)
+            for metric, attrs in sorted(s.metric_attrs.items())
+            for model, reason in sorted((attrs.get("not_computable") or {}).items())
+            if model in s.model_ids]
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows, columns=["dataset", "metric", "model", "reason"])
+    return (h.note(f"{len(rows)} similarity rows are not computable (blank cells): "
+                   "the reasons below.") + h.table(frame))
+
+
 def stamp(seconds: float) -> str:
     """A POSIX time as readable UTC."""
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -272,6 +289,7 @@ def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike,
                     ("consistency", "Consistency across datasets", report.consistency_section()),
                     ("analyses", "Further analyses", analyses_section(report)),
                     ("gap", "Similarity vs. accuracy gap", report.gap_section()),
+                    ("paper", "The paper's figures", paper_section(report)),
                     ("software", "Software versions",
                      tables.versions_section(res.software_versions))]
         sections = [s for s in sections if s[2] is not None]

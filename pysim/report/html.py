@@ -20,7 +20,8 @@ table.data th { background: #eef3f8; }
 figure { margin: 0; border: 1px solid #eee; padding: .4em; background: #fafafa; }
 figure img { max-width: 560px; height: auto; display: block; }
 figcaption { font-size: 12px; color: #555; margin-top: .3em; }
-p.missing { background: #fff4e0; border-left: 4px solid #e6a23c; padding: .5em 1em; }
+p.missing, p.notdrawn { background: #fff4e0; border-left: 4px solid #e6a23c;
+                        padding: .5em 1em; }
 .controls { margin: .5em 0; font-size: 14px; }
 .controls label { margin-right: 1.5em; }
 .plots { display: flex; flex-wrap: wrap; gap: .5em; }

@@ -32,6 +32,14 @@ class ModelInfo:
         return cls(d=x.shape[1], sq=sq, norm=sq.sqrt(), mu=mu, var=var)
 
 
+def overflow_reason(info: ModelInfo) -> str | None:
+    """Why float32 products of this model's features overflow (a squared norm is inf), or None."""
+    if not bool(torch.isfinite(info.sq).all()):
+        return ("features too large for float32 products (a squared norm overflows; "
+                "use --normalize l2 or rescale the features)")
+    return None
+
+
 def row_blocks(n: int, size: int) -> Iterator[slice]:
     """Consecutive row slices of at most `size` rows covering 0..n."""
     size = max(1, int(size))

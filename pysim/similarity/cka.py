@@ -6,10 +6,16 @@ HKH. CKA is then <Kc, Lc> / (|Kc| |Lc|), so all pairs follow from one product ac
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pysim.config import MetricSpec
 from pysim.similarity.base import ModelInfo, diag_index, row_blocks, upper_mask
+
+# an RBF kernel whose mean off-diagonal value is this close to 1 is constant to float64
+# precision after centring (fewer than ~6 significant digits left): not computable
+RBF_CONSTANT_TOLERANCE = 1e-10
 
 
 def rbf_from_gram(rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
@@ -18,7 +24,7 @@ def rbf_from_gram(rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
     d2 = gram_rows * -2.0
     d2 += info.sq[rows, None]
     d2 += info.sq[None, :]
-    return d2.clamp_min_(0.0).mul_(-0.5 / sigma**2).exp_()
+    return d2.clamp_min_(0.0).mul_(-0.5 / sigma / sigma).exp_()  # sigma**2 may overflow
 
 
 def median_distance(gram: torch.Tensor, info: ModelInfo, chunk: int) -> float:
@@ -61,7 +67,23 @@ class CKAMetric:
                 sigma = sigma * median_distance(gram, info, chunk)
                 if not sigma > 0:
                     return "median pairwise distance is 0"
+            if not math.isfinite(0.5 / sigma / sigma):
+                return f"RBF sigma {sigma:g} is too small to compute the kernel"
             self.sigmas[a] = sigma
+        return None
+
+    def _degenerate(self, a: int, sums: torch.Tensor) -> str | None:
+        """Why model a's RBF kernel carries no information at its sigma (from its row sums),
+        or None: every off-diagonal value 0 (underflow) or all of them 1 to 10 digits."""
+        if self.spec.kernel != "rbf" or self.n < 2:
+            return None
+        off = sums - (0.0 if self.spec.unbiased else 1.0)  # off-diagonal row sums
+        if float(off.max()) == 0.0:
+            return (f"RBF sigma {self.sigmas[a]:g} is too small for these features: every "
+                    "off-diagonal kernel value underflows to 0")
+        if float(off.sum()) / (self.n * (self.n - 1)) > 1.0 - RBF_CONSTANT_TOLERANCE:
+            return (f"RBF sigma {self.sigmas[a]:g} is too large for these features: the kernel is "
+                    "constant (every value 1 to 10 digits)")
         return None
 
     def centred(self, a: int, gram: torch.Tensor, info: ModelInfo,
@@ -73,7 +95,7 @@ class CKAMetric:
         rows = slice(0, self.n)
         k = self._kernel(a, rows, gram.double(), info)
         self.sums[a] = k.sum(dim=1)
-        return self._centre(k, rows, self.sums[a])
+        return self._degenerate(a, self.sums[a]) or self._centre(k, rows, self.sums[a])
 
     def observe(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
         """Pass 1: kernel width (median mode) and kernel row sums; a reason if unusable."""
@@ -84,7 +106,7 @@ class CKAMetric:
         for rows in row_blocks(self.n, chunk):
             sums[rows] = self._kernel(a, rows, gram[rows].double(), info).sum(dim=1)
         self.sums[a] = sums
-        return None
+        return self._degenerate(a, sums)
 
     def block(self, a: int, rows: slice, gram_rows: torch.Tensor, info: ModelInfo) -> torch.Tensor:
         """Pass 2: rows `rows` of the centred kernel of model a (float64)."""

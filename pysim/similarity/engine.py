@@ -21,7 +21,7 @@ from tqdm import tqdm
 from pysim.config import MetricSpec
 from pysim.errors import InputError
 from pysim.registry import METRICS, load
-from pysim.similarity.base import ModelInfo, row_blocks
+from pysim.similarity.base import ModelInfo, overflow_reason, row_blocks
 from pysim.similarity.memory import working_budget
 from pysim.similarity.prepare import invalid_reason, prepare_features
 from pysim.similarity.rsa import rdm_invalid, spearman_ranks
@@ -181,16 +181,17 @@ class _Engine:
                 self.grams.append(g)
             if self.plan.store:
                 g = g.double()  # one conversion shared by every metric
+            overflow = overflow_reason(info)
             for metric_id, metric in self.stacked.items():
-                reason = None
+                reason = overflow
                 if self.plan.store:
-                    centred = metric.centred(a, g, info, self.plan.chunk)
+                    centred = reason or metric.centred(a, g, info, self.plan.chunk)
                     if isinstance(centred, str):
                         reason = centred
                         centred = torch.zeros(self.n * self.n, device=self.device)
                     vectors[metric_id].append(centred.flatten().float())
                     del centred
-                else:
+                elif not reason:
                     reason = metric.observe(a, g, info, self.plan.chunk)
                 if reason:
                     self.bad[metric_id].add(a)
@@ -207,7 +208,7 @@ class _Engine:
         return vectors
 
     def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor) -> torch.Tensor:
-        reason = rdm_invalid(spec.rsa_method, self.infos[a])
+        reason = overflow_reason(self.infos[a]) or rdm_invalid(spec.rsa_method, self.infos[a])
         if reason:
             self.bad[spec.id].add(a)
             self.reasons[(spec.id, a)] = reason
@@ -311,10 +312,15 @@ def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
 
 def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSpec],
                              max_memory: int | None = None, progress: bool = False,
-                             plan: MemoryPlan | None = None) -> dict[str, np.ndarray]:
+                             plan: MemoryPlan | None = None,
+                             not_computable: dict[str, dict[str, str]] | None = None
+                             ) -> dict[str, np.ndarray]:
     """The matrices of features already prepared by `prepare_features` (all on one device).
 
-    A model with NaN/inf or constant features gets a NaN row and column and a logged warning.
+    A model with NaN/inf, constant or overflowing features, or whose kernel or RDM is
+    degenerate under a metric, gets a NaN row and column and a logged warning; the reasons go
+    into `not_computable` (if given) as {metric id: {model id: reason}}. A metric under which
+    no model is computable (of several) is bad input.
     `max_memory` (bytes) caps the whole process's resident memory on the CPU, GPU memory on
     CUDA (see `working_budget`); `plan` overrides the engine's block sizes. `xs` is consumed.
     """
@@ -327,22 +333,38 @@ def similarities_of_prepared(xs: dict[str, torch.Tensor], metrics: list[MetricSp
     n = sizes.pop()
     check_sizes(n, metrics)
     budget = working_budget(str(next(iter(xs.values())).device), max_memory)
-    valid = []
+    valid, reasons = [], {}
     for mid in ids:
-        reason = invalid_reason(xs[mid])
-        if reason:
-            log.warning("model %s: %s; its row and column are NaN", mid, reason)
+        reasons[mid] = invalid_reason(xs[mid])
+        if reasons[mid]:
+            log.warning("model %s: %s; its row and column are NaN", mid, reasons[mid])
         else:
             valid.append(mid)
     out = {s.id: np.full((len(ids), len(ids)), np.nan) for s in metrics}
     if not valid:
+        if len(ids) > 1:
+            raise InputError(f"no model has usable features (e.g. model {ids[0]}: "
+                             f"{reasons[ids[0]]})")
         return out
+    if not_computable is not None:
+        for spec in metrics:
+            not_computable[spec.id] = {mid: r for mid, r in reasons.items() if r}
     engine = _Engine([xs[mid] for mid in valid], metrics, budget, progress, plan)
     xs.clear()
     sub = engine.run()
+    for metric_id, matrix in sub.items():  # a zero (or overflowing) centred matrix
+        for a in np.flatnonzero(np.isnan(np.diag(matrix))):
+            engine.reasons.setdefault((metric_id, int(a)), "its similarity to itself is "
+                                      "undefined (degenerate kernel or RDM)")
     for (metric_id, a), reason in sorted(engine.reasons.items()):
         log.warning("model %s: %s: %s; its row and column are NaN", valid[a], metric_id, reason)
+        if not_computable is not None:
+            not_computable[metric_id][valid[a]] = reason
     pos = np.array([ids.index(mid) for mid in valid])
     for metric_id, matrix in sub.items():
         out[metric_id][np.ix_(pos, pos)] = matrix
+        if len(ids) > 1 and np.isnan(np.diag(out[metric_id])).all():
+            a, reason = min((a, r) for (k, a), r in engine.reasons.items() if k == metric_id)
+            raise InputError(f"metric {metric_id}: no model has a defined similarity (e.g. "
+                             f"model {valid[a]}: {reason})")
     return out

@@ -18,14 +18,23 @@ from pysim.similarity.prepare import prepare_features
 log = logging.getLogger("pysim.similarity")
 
 
-def _subset_indices(path: str | os.PathLike, n_total: int) -> np.ndarray:
-    """Indices of a subset file, checked against the number of train samples."""
+def _subset_indices(path: str | os.PathLike, n_total: int, keys_digest: str,
+                    features: str | os.PathLike) -> np.ndarray:
+    """Indices of a subset file, checked against the train samples it was drawn from: their
+    number and (when the file records it, DESIGN §5) the digest of their keys."""
     subset = read_subset(path)
     if subset["split"] != "train":
         raise InputError(f"{path}: subset is of split '{subset['split']}', expected 'train'")
     if subset["n_total"] != n_total:
         raise InputError(f"{path}: subset was drawn from {subset['n_total']} samples but the "
                          f"features have {n_total}")
+    recorded = subset.get("keys_sha256")
+    if recorded is None:
+        log.warning("%s: subset file records no keys_sha256 (older pysim); cannot check it "
+                    "was drawn from these samples", path)
+    elif recorded != keys_digest:
+        raise InputError(f"{path}: subset was drawn from other samples than those of {features} "
+                         f"(keys_sha256 differs: another dataset?)")
     indices = np.asarray(subset["indices"], dtype=np.int64)
     if indices.ndim != 1 or (indices.size and (indices.min() < 0 or indices.max() >= n_total)):
         raise InputError(f"{path}: subset indices must lie in 0..{n_total - 1}")
@@ -83,7 +92,7 @@ def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
         if first is None:
             first = (model_id, *digests, attrs.get("dataset"))
             if subset_path is not None:
-                indices = _subset_indices(subset_path, digests[0])
+                indices = _subset_indices(subset_path, digests[0], digests[2], path)
         else:
             _check_same(path, model_id, attrs, digests, first)
         split = read_features(path, "train", rows=indices)

@@ -31,8 +31,13 @@ def run_similarity(feature_paths: Sequence[str | os.PathLike], metrics_path: str
     data = read_dataset_features(feature_paths, subset_path, normalize, device)
     model_ids = list(data.features)
     n_samples = next(iter(data.features.values())).shape[0]
-    matrices = similarities_of_prepared(data.features, metrics, cap, progress)
+    not_computable: dict[str, dict[str, str]] = {}
+    matrices = similarities_of_prepared(data.features, metrics, cap, progress,
+                                        not_computable=not_computable)
     metric_attrs = {s.id: {**s.params(), "n_samples": n_samples} for s in metrics}
+    for metric_id, reasons in not_computable.items():
+        if reasons:  # the models whose row and column are NaN, and why (DESIGN §5)
+            metric_attrs[metric_id]["not_computable"] = reasons
     sims = Similarities(dataset=data.dataset, model_ids=model_ids, matrices=matrices,
                         metric_attrs=metric_attrs, module_names=data.module_names)
     write_similarities(out, sims, {"normalize": normalize, "n_samples": n_samples,
