@@ -21,11 +21,16 @@ def test_validation_lists_are_the_registered_names():
                                          "hub"}
 
 
-def test_config_stays_light():
-    code = "import sys, pysim.config; print('torch' in sys.modules)"
+def test_config_stays_light(tmp_path):
+    # parsing a metric list imports every family class, but not torch (pysim-validate)
+    path = tmp_path / "metrics.json"
+    path.write_text("[" + ", ".join(f'{{"sim_method": "{m}"}}' for m in registry.METRICS
+                                    if m != "cka") + ', {"sim_method": "cka"}]')
+    code = ("import sys, pysim.config; ids = [s.id for s in pysim.config.load_metrics("
+            f"{str(path)!r})]; print('torch' in sys.modules, len(ids))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", str(len(registry.METRICS))]
 
 
 def test_every_entry_resolves_to_code_with_the_registry_interface():
