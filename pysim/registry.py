@@ -37,6 +37,7 @@ METRICS: dict[str, str] = {
     "cka": "pysim.similarity.cka:CKAMetric",
     "rsa": "pysim.similarity.rsa:RSAMetric",
     "mutual_knn": "pysim.similarity.knn:MutualKNNMetric",
+    "cca": "pysim.similarity.cca:CCAMetric",
 }
 
 

@@ -95,3 +95,64 @@ def reference_matrices(features: dict[str, np.ndarray], specs, normalize: str = 
                 mat[i, j] = mat[j, i] = similarity(x, y, spec)
         out[spec.id] = mat
     return out
+
+
+# --- PAIRWISE families (issue 23), written from the papers' definitions --------------------
+
+def _whitener(x: np.ndarray) -> np.ndarray:
+    """Sigma^{-1/2} of the centred features on their range (eigenvalues above matrix_rank's
+    tolerance), the route of the CCA papers (covariances), not pysim's (a thin SVD)."""
+    xc = x - x.mean(axis=0)
+    lam, vec = np.linalg.eigh(xc.T @ xc)  # ascending
+    rank = np.linalg.matrix_rank(xc)  # the squared spectrum cannot resolve tiny directions
+    return vec[:, -rank:] / np.sqrt(lam[-rank:])
+
+
+def canonical(x: np.ndarray, y: np.ndarray):
+    """Canonical correlations (descending), X's canonical coefficients (d x k), ranks."""
+    wx, wy = _whitener(x), _whitener(y)
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    a, rho, _ = np.linalg.svd(wx.T @ xc.T @ yc @ wy, full_matrices=False)
+    k = min(wx.shape[1], wy.shape[1])
+    return np.clip(rho[:k], 0, 1), (wx @ a)[:, :k], wx.shape[1], wy.shape[1]
+
+
+def cca(x: np.ndarray, y: np.ndarray, variant: str) -> float:
+    rho, _, rx, ry = canonical(x, y)
+    return {"mean": rho.sum() / min(rx, ry), "r2": (rho**2).sum() / min(rx, ry),
+            "yanai": (rho**2).sum() / np.sqrt(rx * ry), "pillai": (rho**2).sum()}[variant]
+
+
+def svcca(x: np.ndarray, y: np.ndarray, variance: float | None = 0.99,
+          dims: int | None = None) -> float:
+    """Raghu et al. 2017: SVD each side to the directions keeping `variance` of the variance
+    (or `dims` of them), then the mean canonical correlation."""
+    def reduce(z):
+        zc = z - z.mean(axis=0)
+        u, s, _ = np.linalg.svd(zc, full_matrices=False)
+        keep = dims or int(np.searchsorted(np.cumsum(s**2) / (s**2).sum(), variance) + 1)
+        return u[:, :keep] * s[:keep]
+    return cca(reduce(x), reduce(y), "mean")
+
+
+def pwcca(x: np.ndarray, y: np.ndarray) -> float:
+    """Morcos et al. 2018: weights alpha_i = sum_j |<h_i, x_j>|, h_i = X_c w_i the canonical
+    variates of X (coefficients w_i), x_j the centred columns of X; sum alpha rho / sum alpha."""
+    rho, w, _, _ = canonical(x, y)
+    xc = x - x.mean(axis=0)
+    h = xc @ w
+    alpha = np.abs(h.T @ xc).sum(axis=1)
+    return float((alpha * rho).sum() / alpha.sum())
+
+
+def pair_reference(features: dict[str, np.ndarray], fn, symmetric: bool = True) -> np.ndarray:
+    """m x m matrix of fn(x_a, x_b) over float64 features (row a, column b)."""
+    xs = [np.asarray(f, dtype=np.float64) for f in features.values()]
+    mat = np.empty((len(xs), len(xs)))
+    for i, x in enumerate(xs):
+        for j, y in enumerate(xs):
+            if symmetric and j < i:
+                mat[i, j] = mat[j, i]
+            else:
+                mat[i, j] = fn(x, y)
+    return mat
