@@ -38,6 +38,8 @@ METRICS: dict[str, str] = {
     "rsa": "pysim.similarity.rsa:RSAMetric",
     "mutual_knn": "pysim.similarity.knn:MutualKNNMetric",
     "cca": "pysim.similarity.cca:CCAMetric",
+    "shape": "pysim.similarity.shape:ShapeMetric",
+    "linear_regression": "pysim.similarity.regression:LinearRegressionMetric",
 }
 
 

@@ -156,3 +156,44 @@ def pair_reference(features: dict[str, np.ndarray], fn, symmetric: bool = True) 
             else:
                 mat[i, j] = fn(x, y)
     return mat
+
+
+def shape_cosine(x: np.ndarray, y: np.ndarray, alpha: float) -> float:
+    """Williams et al. 2021 (netrep's LinearMetric, read): centre, partially whiten
+    X (alpha I + (1 - alpha) (X^T X)^{-1/2}) on the range of X, then the cosine left after the
+    best orthogonal alignment (scipy's orthogonal_procrustes), not a nuclear norm."""
+    from scipy.linalg import orthogonal_procrustes
+
+    def whiten(z):
+        zc = z - z.mean(axis=0)
+        lam, vec = np.linalg.eigh(zc.T @ zc)
+        rank = np.linalg.matrix_rank(zc)
+        lam, vec = lam[-rank:], vec[:, -rank:]
+        return zc @ vec @ np.diag(alpha + (1 - alpha) / np.sqrt(lam)) @ vec.T
+
+    xw, yw = whiten(x), whiten(y)
+    width = max(xw.shape[1], yw.shape[1])  # zero-padded to a common width (as netrep does)
+    xw, yw = (np.pad(z, ((0, 0), (0, width - z.shape[1]))) for z in (xw, yw))
+    rot, _ = orthogonal_procrustes(xw, yw)
+    return float(np.sum((xw @ rot) * yw) / (np.linalg.norm(xw) * np.linalg.norm(yw)))
+
+
+def bures_similarity(x: np.ndarray, y: np.ndarray) -> float:
+    """Normalised Bures similarity of the centred linear kernels (n x n):
+    tr (K^1/2 L K^1/2)^1/2 / sqrt(tr K tr L), through scipy's sqrtm."""
+    from scipy.linalg import sqrtm
+
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    k, l = xc @ xc.T, yc @ yc.T  # noqa: E741
+    root = np.real(sqrtm(k))
+    fidelity = np.trace(np.real(sqrtm(root @ l @ root)))
+    return float(fidelity / np.sqrt(np.trace(k) * np.trace(l)))
+
+
+def regression_r2(x: np.ndarray, y: np.ndarray) -> float:
+    """R^2 of least squares y ~ [1, x] (numpy lstsq), pooled over y's columns."""
+    design = np.hstack([np.ones((len(x), 1)), x])
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    residual = y - design @ coef
+    yc = y - y.mean(axis=0)
+    return float(1.0 - (residual**2).sum() / (yc**2).sum())
