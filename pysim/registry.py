@@ -40,6 +40,7 @@ METRICS: dict[str, str] = {
     "cca": "pysim.similarity.cca:CCAMetric",
     "shape": "pysim.similarity.shape:ShapeMetric",
     "linear_regression": "pysim.similarity.regression:LinearRegressionMetric",
+    "distance_correlation": "pysim.similarity.dcor:DistanceCorrelationMetric",
 }
 
 

@@ -59,6 +59,8 @@ def rdm(x: np.ndarray, method: str) -> np.ndarray:
 def rsa(x: np.ndarray, y: np.ndarray, spec) -> float:
     iu = np.triu_indices(len(x), k=1)
     a, b = rdm(x, spec.rsa_method)[iu], rdm(y, spec.rsa_method)[iu]
+    if spec.corr_method == "cosine":  # uncentred: a.b / (|a| |b|)
+        return float(a @ b / np.sqrt((a @ a) * (b @ b)))
     corr = pearsonr if spec.corr_method == "pearson" else spearmanr
     return float(corr(a, b)[0])
 
@@ -197,3 +199,13 @@ def regression_r2(x: np.ndarray, y: np.ndarray) -> float:
     residual = y - design @ coef
     yc = y - y.mean(axis=0)
     return float(1.0 - (residual**2).sum() / (yc**2).sum())
+
+
+def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Szekely et al. 2007: dCov^2 = mean(A B) of the double-centred distance matrices,
+    dCor = sqrt(dCov^2(X, Y) / sqrt(dCov^2(X, X) dCov^2(Y, Y)))."""
+    def centred(z):
+        d = squareform(pdist(z))
+        return d - d.mean(axis=0) - d.mean(axis=1)[:, None] + d.mean()
+    a, b = centred(x), centred(y)
+    return float(np.sqrt((a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean())))

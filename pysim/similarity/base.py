@@ -150,6 +150,11 @@ class MetricFamily:
         """Pass 2: rows `rows` of A of model a (float64) from float64 Gram rows."""
         raise NotImplementedError
 
+    def finish(self, matrix: Any) -> Any:
+        """STACKED and RANKED: the final m x m numpy matrix from the normalised products
+        (identity; distance correlation takes the square root)."""
+        return matrix
+
     # --- RANKED ---
 
     def ranks(self, gram: torch.Tensor, info: ModelInfo, chunk: int) -> torch.Tensor | str:

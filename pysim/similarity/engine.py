@@ -163,6 +163,8 @@ class _Engine:
         if not self.plan.store:
             out.update(self.pass2())
             self._stage("streamed pair products", start)
+        for metric_id, family in {**self.stacked, **self.ranked}.items():
+            out[metric_id] = family.finish(out[metric_id])
         for metric_id, bad in self.bad.items():
             for a in bad:
                 out[metric_id][a, :] = np.nan

@@ -1,8 +1,9 @@
-"""RSA: RDMs (1 - correlation, 1 - cosine, Euclidean) from Gram rows; Pearson or Spearman.
+"""RSA: RDMs (1 - correlation, 1 - cosine, Euclidean) from Gram rows; Pearson, Spearman or
+cosine comparators.
 
-Pearson is the cosine of the mean-centred off-diagonal RDMs (an inner product, the STACKED
-kind like CKA); Spearman ranks each model's upper triangle once and correlates the rank
-vectors (the RANKED kind).
+Pearson is the cosine of the mean-centred off-diagonal RDMs, the cosine comparator that of the
+uncentred ones (inner products, the STACKED kind like CKA); Spearman ranks each model's upper
+triangle once and correlates the rank vectors (the RANKED kind).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pysim.similarity.base import (  # torch: imported on first use
 )
 
 RDM_METHODS = ("correlation", "cosine", "euclidean")
-CORR_METHODS = ("pearson", "spearman")
+CORR_METHODS = ("pearson", "spearman", "cosine")
 
 
 def rdm_rows(method: str, rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
@@ -93,7 +94,7 @@ class RSAMetric(MetricFamily):
         rows = slice(0, self.n)
         r = rdm_rows(self.spec.rsa_method, rows, gram.double(), info)
         r[diag_index(rows, r.device)] = 0.0
-        self.means[a] = float(r.sum()) / (self.n * (self.n - 1))
+        self.means[a] = self._mean(float(r.sum()))
         r -= self.means[a]
         r[diag_index(rows, r.device)] = 0.0
         return r
@@ -108,7 +109,7 @@ class RSAMetric(MetricFamily):
             r = rdm_rows(self.spec.rsa_method, rows, gram[rows].double(), info)
             r[diag_index(rows, r.device)] = 0.0
             total += r.sum()
-        self.means[a] = float(total) / (self.n * (self.n - 1))
+        self.means[a] = self._mean(float(total))
         return None
 
     def block(self, a: int, rows: slice, gram_rows: torch.Tensor, info: ModelInfo) -> torch.Tensor:
@@ -117,6 +118,11 @@ class RSAMetric(MetricFamily):
         r -= self.means[a]
         r[diag_index(rows, r.device)] = 0.0
         return r
+
+    def _mean(self, total: float) -> float:
+        """What is subtracted from the off-diagonal RDM entries: their mean for Pearson,
+        nothing for the cosine comparator (rsatoolbox's `cosine`: uncentred)."""
+        return 0.0 if self.spec.corr_method == "cosine" else total / (self.n * (self.n - 1))
 
     def ranks(self, gram: torch.Tensor, info: ModelInfo, chunk: int) -> torch.Tensor | str:
         """Centred doubled ranks of the upper triangle, or why the RDM is undefined."""
