@@ -41,6 +41,7 @@ METRICS: dict[str, str] = {
     "shape": "pysim.similarity.shape:ShapeMetric",
     "linear_regression": "pysim.similarity.regression:LinearRegressionMetric",
     "distance_correlation": "pysim.similarity.dcor:DistanceCorrelationMetric",
+    "neighbourhood": "pysim.similarity.neighbours:NeighbourhoodMetric",
 }
 
 

@@ -209,3 +209,35 @@ def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
         return d - d.mean(axis=0) - d.mean(axis=1)[:, None] + d.mean()
     a, b = centred(x), centred(y)
     return float(np.sqrt((a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean())))
+
+
+def _knn_lists(x: np.ndarray, k: int) -> list[list[int]]:
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = z @ z.T
+    np.fill_diagonal(cos, -np.inf)
+    return [list(row) for row in np.argsort(-cos, axis=1, kind="stable")[:, :k]]
+
+
+def neighbourhood(x: np.ndarray, y: np.ndarray, measure: str, k: int) -> float:
+    """ReSi / platonic-rep definitions, one sample at a time with Python sets."""
+    nx, ny = _knn_lists(x, k), _knn_lists(y, k)
+    n, scores = len(x), []
+    zx = x / np.linalg.norm(x, axis=1, keepdims=True)
+    zy = y / np.linalg.norm(y, axis=1, keepdims=True)
+    for i in range(n):
+        a, b = nx[i], ny[i]
+        common = set(a) & set(b)
+        if measure == "jaccard":
+            scores.append(len(common) / len(set(a) | set(b)))
+        elif measure == "rank_similarity":
+            total = sum(2 / ((1 + abs(a.index(j) - b.index(j))) * (a.index(j) + b.index(j) + 2))
+                        for j in common)
+            scores.append(total / sum(1 / t for t in range(1, len(common) + 1)) if common
+                          else 0.0)
+        elif measure == "second_order_cosine":
+            union = sorted(set(a) | set(b))
+            sx, sy = zx[union] @ zx[i], zy[union] @ zy[i]
+            scores.append(sx @ sy / np.sqrt((sx @ sx) * (sy @ sy)))
+        else:  # cycle_knn(x, y): i among x's neighbours of one of y's neighbours of i
+            scores.append(float(any(i in nx[j] for j in b)))
+    return float(np.mean(scores))

@@ -10,8 +10,8 @@ computation of one kind, on which alone the engine branches:
 - RANKED: the Pearson correlation of per-model int32 rank vectors (`ranks`), stored, spilled to
   disk or recomputed per column slice.
 - PAIRWISE: `model` reduces each model's column-centred float64 features to small statistics
-  (a thin SVD, ...); `pairs` turns the statistics of all models into the m x m matrix with one
-  small product per pair.
+  (a thin SVD, neighbour lists, ...); `pairs` turns the statistics of all models into the
+  m x m matrix with one small product per pair.
 
 Gram rows handed to a family are those of the column-centred features (centred in float64
 before the float32 product, so a large common mean costs no precision); `ModelInfo.raw` adds
@@ -163,8 +163,9 @@ class MetricFamily:
 
     # --- PAIRWISE ---
 
-    def model(self, a: int, xc: torch.Tensor) -> str | None:
-        """Per-model statistics from column-centred float64 features; a reason if undefined."""
+    def model(self, a: int, xc: torch.Tensor, mean: torch.Tensor) -> str | None:
+        """Per-model statistics from column-centred float64 features xc (the raw ones are
+        xc + mean, for families that are not translation invariant); a reason if undefined."""
         raise NotImplementedError
 
     def pairs(self, models: list[int]) -> torch.Tensor:

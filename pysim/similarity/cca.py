@@ -63,7 +63,7 @@ class CCAMetric(MetricFamily):
         self.symmetric = self.variant != "pwcca"
         self.spectra: dict[int, Spectrum] = {}
 
-    def model(self, a: int, xc: torch.Tensor) -> str | None:
+    def model(self, a: int, xc: torch.Tensor, mean: torch.Tensor) -> str | None:
         spectrum = thin_svd(xc)
         if isinstance(spectrum, str):
             return spectrum

@@ -171,10 +171,10 @@ class _Engine:
                 out[metric_id][:, a] = np.nan
         return out
 
-    def _centre(self, a: int) -> tuple[ModelInfo, torch.Tensor, torch.Tensor | None]:
+    def _centre(self, a: int) -> tuple[ModelInfo, torch.Tensor, tuple | None]:
         """Centre model a's columns in float64 (self.xs[a] becomes the float32 centred
-        features); its statistics, its centred Gram, and the float64 centred features when a
-        PAIRWISE family needs them."""
+        features); its statistics, its centred Gram, and (the float64 centred features, the
+        column mean) when a PAIRWISE family needs them."""
         x64 = self.xs[a].double()
         mean = x64.mean(dim=0)
         x64 -= mean
@@ -182,7 +182,7 @@ class _Engine:
         g = xc @ xc.T
         info = ModelInfo.from_features(self.xs[a], g.diagonal(), mean)
         self.xs[a] = xc
-        return info, g, (x64 if self.pairwise else None)
+        return info, g, ((x64, mean) if self.pairwise else None)
 
     def pass1(self, spill_dir: Path) -> dict[str, list]:
         """Per model: centred Gram matrix, statistics of every family, rank vectors, PAIRWISE
@@ -192,10 +192,10 @@ class _Engine:
         if self.plan.store:
             vectors.update({key: [] for key in self.stacked})
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
-            info, g, x64 = self._centre(a)
+            info, g, centred = self._centre(a)
             for metric_id, family in self.pairwise.items():
-                self._flag(metric_id, a, family.model(a, x64))
-            del x64
+                self._flag(metric_id, a, family.model(a, *centred))
+            del centred
             self.infos.append(info)
             if self.plan.cache_grams:
                 self.grams.append(g)

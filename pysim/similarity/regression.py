@@ -41,7 +41,7 @@ class LinearRegressionMetric(MetricFamily):
         super().__init__(spec, n)
         self.spectra: dict[int, Spectrum] = {}
 
-    def model(self, a: int, xc: torch.Tensor) -> str | None:
+    def model(self, a: int, xc: torch.Tensor, mean: torch.Tensor) -> str | None:
         spectrum = thin_svd(xc)
         if isinstance(spectrum, str):
             return spectrum

@@ -50,7 +50,7 @@ class ShapeMetric(MetricFamily):
         self.score = spec.option("score", "cosine")
         self.factors: dict[int, torch.Tensor] = {}
 
-    def model(self, a: int, xc: torch.Tensor) -> str | None:
+    def model(self, a: int, xc: torch.Tensor, mean: torch.Tensor) -> str | None:
         spectrum = thin_svd(xc)
         if isinstance(spectrum, str):
             return spectrum
