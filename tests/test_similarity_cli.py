@@ -155,3 +155,41 @@ def test_nan_model_gets_nan_row_and_a_warning(tmp_path, features, monkeypatch, c
     for key, mat in sims.matrices.items():
         assert np.isnan(mat[1]).all() and np.isnan(mat[:, 1]).all()
         np.testing.assert_allclose(mat[np.ix_([0, 2], [0, 2])], expected[key], atol=1e-12)
+
+
+FAMILY_METRICS = [  # one entry of every family added by issue 23
+    {"sim_method": "cca", "cca_method": "pwcca"},
+    {"sim_method": "cca", "cca_method": "svcca", "variance": 0.9},
+    {"sim_method": "shape", "alpha": 0.5, "score": "angular"},
+    {"sim_method": "linear_regression"},
+    {"sim_method": "distance_correlation"},
+    {"sim_method": "neighbourhood", "measure": "cycle_knn", "k": 5},
+    {"sim_method": "rsa", "rsa_method": "cosine", "corr_method": "cosine"},
+]
+
+
+def test_cli_writes_every_family_with_its_attributes(tmp_path, features, monkeypatch, capsys):
+    arrays, paths = features
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(FAMILY_METRICS))
+    out = tmp_path / "out.h5"
+    code, err = run_in_process([*feature_args(paths), "--metrics", str(metrics), "--out",
+                                str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    sims = read_similarities(out)
+    specs = load_metrics(metrics)
+    assert sorted(sims.matrices) == sorted(s.id for s in specs)
+    expected = compute_similarities({k: arrays[k] for k in sims.model_ids}, specs)
+    for spec in specs:
+        np.testing.assert_allclose(sims.matrices[spec.id], expected[spec.id], atol=1e-12)
+        attrs = sims.metric_attrs[spec.id]
+        assert attrs["sim_method"] == spec.method
+        asymmetric = spec.id in ("cca_method_pwcca", "linear_regression_r2",
+                                 "neighbourhood_cycle_knn_k_5")
+        assert (attrs.get("symmetric", True) is False) == asymmetric, spec.id
+        assert np.allclose(sims.matrices[spec.id], sims.matrices[spec.id].T) != asymmetric
+    metrics.write_text(json.dumps([{"sim_method": "shape", "alpha": 2}]))
+    code, err = run_in_process([*feature_args(paths), "--metrics", str(metrics), "--out",
+                                str(tmp_path / "x.h5")], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "metric #1", "alpha")
