@@ -123,3 +123,12 @@ def test_against_repsim(repsim):
     pw = got["cca_method_pwcca"]
     np.testing.assert_allclose((pw + pw.T) / 2, repsim.pwcca(xs), atol=1e-6)
     assert not np.allclose(got["cca_method_yanai"], repsim.cca(xs, summary_type="yanai"))
+
+
+def test_per_model_statistics_count_against_max_memory():
+    from pysim.errors import InputError
+    from pysim.similarity.memory import current_rss
+
+    feats = related_models(400, [300, 300, 300], seed=1)
+    with pytest.raises(InputError, match="too small for the per-model statistics of cca_"):
+        compute_similarities(feats, SPEC_LIST[:1], max_memory=current_rss() + 2 * 2**20)

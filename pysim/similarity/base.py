@@ -172,6 +172,10 @@ class MetricFamily:
         """The float64 matrix over `models` (rows and columns in that order)."""
         raise NotImplementedError
 
+    def model_bytes(self, n: int, d: int) -> int:
+        """PAIRWISE: bytes kept per model of n samples and d features until `pairs` ends."""
+        return 0
+
 
 # --- parsing helpers shared by the families ---
 

@@ -79,6 +79,9 @@ class CCAMetric(MetricFamily):
         self.spectra[a] = spectrum
         return None
 
+    def model_bytes(self, n: int, d: int) -> int:
+        return 8 * n * min(n, d) + 8 * d * min(n, d)
+
     def pairs(self, models: list[int]) -> torch.Tensor:
         m = len(models)
         out = torch.empty(m, m, dtype=torch.float64)

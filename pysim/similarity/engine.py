@@ -121,6 +121,7 @@ class _Engine:
         self.ranked = _of_kind(families, Kind.RANKED)
         self.pairwise = _of_kind(families, Kind.PAIRWISE)
         median = any(f.pass1_pair_bytes for f in families.values())
+        budget -= self._pairwise_bytes(budget)
         self.plan = plan or plan_memory(budget, self.m, self.n, len(self.stacked),
                                         len(self.ranked), median,
                                         recompute_ranks=self.device.type == "cuda")
@@ -130,6 +131,20 @@ class _Engine:
         self.bad: dict[str, set[int]] = {s.id: set() for s in specs}
         self.reasons: dict[tuple[str, int], str] = {}
         self.stage_times: dict[str, float] = {}
+
+    def _pairwise_bytes(self, budget: int) -> int:
+        """What the PAIRWISE families keep for all models, plus one model's float64 features
+        and thin SVD while it is reduced; InputError when that alone exceeds the budget."""
+        if not self.pairwise:
+            return 0
+        widths = [x.shape[1] for x in self.xs]
+        kept = sum(f.model_bytes(self.n, d) for f in self.pairwise.values() for d in widths)
+        need = kept + 8 * self.n * max(widths) * 3
+        if need > budget * 0.8:
+            raise InputError(f"--max-memory is too small for the per-model statistics of "
+                             f"{', '.join(self.pairwise)}: they need {need / 2**20:.0f} MiB "
+                             f"({budget * 0.8 / 2**20:.0f} MiB available)")
+        return need
 
     def gram(self, a: int, rows: slice | None = None) -> torch.Tensor:
         """Gram rows of model a (float32): from the cache or recomputed (bit-identical)."""

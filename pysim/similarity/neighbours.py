@@ -80,6 +80,9 @@ class NeighbourhoodMetric(MetricFamily):
             self.units[a] = unit
         return None
 
+    def model_bytes(self, n: int, d: int) -> int:
+        return 8 * n * self.k + (8 * n * d if self.measure == "second_order_cosine" else 0)
+
     def pairs(self, models: list[int]) -> torch.Tensor:
         m = len(models)
         out = torch.empty(m, m, dtype=torch.float64)

@@ -48,6 +48,9 @@ class LinearRegressionMetric(MetricFamily):
         self.spectra[a] = spectrum
         return None
 
+    def model_bytes(self, n: int, d: int) -> int:
+        return 8 * n * min(n, d)
+
     def pairs(self, models: list[int]) -> torch.Tensor:
         m = len(models)
         out = torch.empty(m, m, dtype=torch.float64)

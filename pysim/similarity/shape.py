@@ -59,6 +59,9 @@ class ShapeMetric(MetricFamily):
         self.factors[a] = spectrum.u * s[None, :]
         return None
 
+    def model_bytes(self, n: int, d: int) -> int:
+        return 8 * n * min(n, d)
+
     def pairs(self, models: list[int]) -> torch.Tensor:
         m = len(models)
         out = torch.empty(m, m, dtype=torch.float64)
