@@ -42,6 +42,7 @@ METRICS: dict[str, str] = {
     "linear_regression": "pysim.similarity.regression:LinearRegressionMetric",
     "distance_correlation": "pysim.similarity.dcor:DistanceCorrelationMetric",
     "neighbourhood": "pysim.similarity.neighbours:NeighbourhoodMetric",
+    "cknna": "pysim.similarity.cknna:CKNNAMetric",
 }
 
 

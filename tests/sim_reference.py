@@ -241,3 +241,21 @@ def neighbourhood(x: np.ndarray, y: np.ndarray, measure: str, k: int) -> float:
         else:  # cycle_knn(x, y): i among x's neighbours of one of y's neighbours of i
             scores.append(float(any(i in nx[j] for j in b)))
     return float(np.mean(scores))
+
+
+def cknna(x: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Huh et al. 2024 (platonic-rep's cknna, read): dense n x n masks and Song et al.'s
+    unbiased HSIC (hsic_unbiased above) of the masked kernels; no 1e-6 in the denominator."""
+    kx, ky = x @ x.T, y @ y.T
+
+    def mask(kern):
+        hat = kern.copy()
+        np.fill_diagonal(hat, -np.inf)
+        out = np.zeros_like(kern)
+        np.put_along_axis(out, np.argsort(-hat, axis=1, kind="stable")[:, :k], 1.0, axis=1)
+        return out
+
+    mx, my = mask(kx), mask(ky)
+    both = mx * my
+    return float(hsic_unbiased(both * kx, both * ky)
+                 / np.sqrt(hsic_unbiased(mx * kx, mx * kx) * hsic_unbiased(my * ky, my * ky)))
