@@ -71,3 +71,9 @@ def test_against_rsatoolbox():
     for spec, method in zip(specs, ("cosine", "corr", "spearman"), strict=True):
         peer_value = float(compare(rdms[0], rdms[1], method=method)[0, 0])
         assert abs(got[spec.id][0, 1] - peer_value) < 1e-6, (spec.id, peer_value)
+    # rsatoolbox's euclidean RDM is the squared distance over the number of features: a
+    # monotone map of ours within a model, so the rank comparator must agree exactly
+    squared = [calc_rdm(Dataset(v), method="euclidean") for v in prepared.values()]
+    spec = MetricSpec("rsa", rsa_method="euclidean", corr_method="spearman")
+    ours = compute_similarities(feats, [spec])[spec.id][0, 1]
+    assert abs(ours - float(compare(squared[0], squared[1], method="spearman")[0, 0])) < 1e-6
