@@ -8,6 +8,9 @@ denominator; pysim does not). PAIRWISE: each model keeps its k neighbours and th
 values (n x k); a pair needs only the shared entries, so the three HSIC terms cost n k^2
 (sum(A o B^T) through a sorted search for the transposed entries), never n^2. Invariant to
 orthogonal maps and isotropic scaling; NaN for a model whose own masked HSIC is not positive.
+**Asymmetric** (slightly): the masked matrices are not symmetric, so the HSIC term
+sum(A B) = colsum(A) . rowsum(B) changes when the two models swap; row a, column b is
+platonic-rep's cknna(feats_A = a, feats_B = b).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class CKNNAMetric(MetricFamily):
 
     method = "cknna"
     kind = Kind.PAIRWISE
+    symmetric = False
 
     @classmethod
     def parse(cls, entry: dict[str, Any], where: str) -> MetricSpec:
@@ -41,7 +45,7 @@ class CKNNAMetric(MetricFamily):
 
     @staticmethod
     def params(spec: MetricSpec) -> dict[str, Any]:
-        return {"sim_method": "cknna", "k": spec.option("k", 10)}
+        return {"sim_method": "cknna", "k": spec.option("k", 10), "symmetric": False}
 
     @classmethod
     def size_problem(cls, spec: MetricSpec, n: int) -> str | None:
@@ -100,12 +104,13 @@ class CKNNAMetric(MetricFamily):
         m = len(models)
         out = torch.empty(m, m, dtype=torch.float64)
         for i, a in enumerate(models):
-            out[i, i] = 1.0
-            for j in range(i + 1, m):
-                b = models[j]
+            for j, b in enumerate(models):
+                if i == j:
+                    out[i, j] = 1.0
+                    continue
                 eq = self.lists[a][:, :, None] == self.lists[b][:, None, :]
                 keep = eq.any(dim=2)  # a's p-th neighbour is also one of b's
                 lv = (eq * self.values[b][:, None, :]).sum(dim=2)  # L there
                 hsic = self._hsic(self.lists[a], keep, self.values[a], lv)
-                out[i, j] = out[j, i] = hsic / math.sqrt(self.self_hsic[a] * self.self_hsic[b])
+                out[i, j] = hsic / math.sqrt(self.self_hsic[a] * self.self_hsic[b])
         return out
