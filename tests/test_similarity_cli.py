@@ -168,6 +168,7 @@ FAMILY_METRICS = [  # one entry of every family added by issue 23
 ]
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_cli_writes_every_family_with_its_attributes(tmp_path, features, monkeypatch, capsys):
     arrays, paths = features
     metrics = tmp_path / "metrics.json"
@@ -193,3 +194,34 @@ def test_cli_writes_every_family_with_its_attributes(tmp_path, features, monkeyp
                                 str(tmp_path / "x.h5")], monkeypatch, capsys)
     assert code == 2
     assert_one_error_line(err, "metric #1", "alpha")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_calibration_file(tmp_path, features, monkeypatch, capsys):
+    arrays, paths = features
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps([{"sim_method": "cka", "unbiased": False},
+                                   {"sim_method": "linear_regression"}]))
+    out, cal = tmp_path / "out.h5", tmp_path / "cal.h5"
+    args = [*feature_args(paths), "--metrics", str(metrics), "--out", str(out)]
+    code, err = run_in_process([*args, "--permutations", "9", "--bootstrap", "3", "--seed", "4",
+                                "--calibration-out", str(cal)], monkeypatch, capsys)
+    assert code == 0, err
+    sims, calib = read_similarities(out), read_similarities(cal)
+    whats = ("null_mean", "null_sd", "p_value", "calibrated", "ci_low", "ci_high")
+    assert sorted(calib.matrices) == sorted(f"{k}__{w}" for k in sims.matrices for w in whats)
+    assert calib.metric_attrs["linear_regression_r2__p_value"]["symmetric"] is False
+    feats = {k: arrays[k] for k in sims.model_ids}
+    specs = load_metrics(metrics)
+    from pysim.similarity.calibrate import permutation_null
+    want = permutation_null(feats, specs, permutations=9, seed=4)
+    for key in sims.matrices:
+        np.testing.assert_allclose(calib.matrices[f"{key}__p_value"], want.p_value[key])
+        p = calib.matrices[f"{key}__p_value"]
+        off = ~np.eye(3, dtype=bool)
+        assert ((p[off] >= 0.1) & (p[off] <= 1)).all()
+        low, high = calib.matrices[f"{key}__ci_low"], calib.matrices[f"{key}__ci_high"]
+        assert (low[off] <= high[off]).all()
+    code, err = run_in_process([*args, "--permutations", "5"], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "--calibration-out")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,18 +34,21 @@ class Calibrated:
     calibrated: dict[str, np.ndarray]
 
 
-def permutation_null(features: Mapping[str, np.ndarray], metrics: list[MetricSpec],
-                     permutations: int = 100, seed: int = 0, **engine) -> Calibrated:
-    """Observed matrices, their permutation null (K = `permutations` engine passes, seeded),
-    p-values and calibrated scores; `engine` goes to compute_similarities."""
+def permutation_null(features: Mapping[str, Any], metrics: list[MetricSpec],
+                     permutations: int = 100, seed: int = 0,
+                     observed: dict[str, np.ndarray] | None = None, **engine) -> Calibrated:
+    """Observed matrices (computed unless given), their permutation null (K = `permutations`
+    engine passes, seeded), p-values and calibrated scores. `features` are numpy arrays or
+    torch tensors (n x d); `engine` goes to compute_similarities."""
     if permutations < 1:
         raise InputError(f"permutations must be a positive integer, got {permutations}")
     rng = np.random.default_rng(seed)
-    observed = compute_similarities(features, metrics, **engine)
+    if observed is None:
+        observed = compute_similarities(features, metrics, **engine)
     draws = {key: [] for key in observed}
     n = len(next(iter(features.values())))
     for _ in range(permutations):
-        shuffled = {mid: np.asarray(f)[rng.permutation(n)] for mid, f in features.items()}
+        shuffled = {mid: f[rng.permutation(n)] for mid, f in features.items()}
         for key, matrix in compute_similarities(shuffled, metrics, **engine).items():
             draws[key].append(matrix)
     out = Calibrated({}, {}, {}, {}, {})
@@ -62,7 +66,7 @@ def permutation_null(features: Mapping[str, np.ndarray], metrics: list[MetricSpe
     return out
 
 
-def bootstrap_interval(features: Mapping[str, np.ndarray], metrics: list[MetricSpec],
+def bootstrap_interval(features: Mapping[str, Any], metrics: list[MetricSpec],
                        resamples: int = 100, level: float = 0.95, seed: int = 0,
                        **engine) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Percentile confidence interval (low, high) per metric id and pair over `resamples`
@@ -74,9 +78,27 @@ def bootstrap_interval(features: Mapping[str, np.ndarray], metrics: list[MetricS
     draws: dict[str, list[np.ndarray]] = {}
     for _ in range(resamples):
         rows = rng.integers(0, n, size=n)
-        resampled = {mid: np.asarray(f)[rows] for mid, f in features.items()}
+        resampled = {mid: f[rows] for mid, f in features.items()}
         for key, matrix in compute_similarities(resampled, metrics, **engine).items():
             draws.setdefault(key, []).append(matrix)
     tail = (1 - level) / 2 * 100
     return {key: (np.nanpercentile(np.stack(v), tail, axis=0),
                   np.nanpercentile(np.stack(v), 100 - tail, axis=0)) for key, v in draws.items()}
+
+
+def calibration_matrices(features: Mapping[str, Any], metrics: list[MetricSpec],
+                         observed: dict[str, np.ndarray], permutations: int = 0,
+                         bootstrap: int = 0, seed: int = 0, **engine) -> dict[str, np.ndarray]:
+    """The matrices of the calibration file (DESIGN §5), keyed `<metric id>__<what>`: with
+    permutations, null_mean, null_sd, p_value, calibrated; with bootstrap, ci_low, ci_high
+    (95 %)."""
+    out: dict[str, np.ndarray] = {}
+    if permutations:
+        cal = permutation_null(features, metrics, permutations, seed, observed, **engine)
+        for what in ("null_mean", "null_sd", "p_value", "calibrated"):
+            out.update({f"{key}__{what}": m for key, m in getattr(cal, what).items()})
+    if bootstrap:
+        for key, (low, high) in bootstrap_interval(features, metrics, bootstrap,
+                                                   seed=seed, **engine).items():
+            out[f"{key}__ci_low"], out[f"{key}__ci_high"] = low, high
+    return out
