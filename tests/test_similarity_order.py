@@ -35,3 +35,20 @@ def test_model_order_does_not_matter(tmp_path):
         assert np.isfinite(forward[spec.id]).all(), spec.id
         np.testing.assert_allclose(shuffled[spec.id], forward[spec.id][np.ix_(order, order)],
                                    atol=1e-12, err_msg=spec.id)
+
+
+def test_all_kinds_in_one_call_under_every_memory_plan():
+    # STACKED, RANKED and PAIRWISE families together, streamed in small blocks, with ranks
+    # spilled or recomputed per slice: the same matrices as in memory
+    from test_similarity_metrics import ALL_METRICS, SLICED_PLAN, SMALL_PLAN
+
+    from pysim.config import MetricSpec
+    specs = [*ALL_METRICS, MetricSpec.of("cca", cca_method="pwcca"),
+             MetricSpec.of("cknna", k=5), MetricSpec("distance_correlation")]
+    feats = related_models(90, [5, 30, 60], seed=1)
+    whole = compute_similarities(feats, specs)
+    for plan in (SMALL_PLAN, SLICED_PLAN):
+        part = compute_similarities(feats, specs, plan=plan)
+        for spec in specs:
+            np.testing.assert_allclose(part[spec.id], whole[spec.id], atol=1e-7,
+                                       err_msg=spec.id)
