@@ -38,7 +38,7 @@ def test_planted_shared_component_gives_small_p_values():
         assert out.calibrated[key][0, 1] > 3
         assert out.p_value[key][0, 2] > 0.02 and out.p_value[key][1, 2] > 0.02
     # the same seed gives the same null
-    again = permutation_null(feats, [CKA], permutations=49, seed=3)
+    again = permutation_null(feats, [CKA, CCA], permutations=49, seed=3)
     np.testing.assert_array_equal(again.null_mean[CKA.id], out.null_mean[CKA.id])
 
 

@@ -190,7 +190,7 @@ class _Engine:
         """Centre model a's columns in float64 (self.xs[a] becomes the float32 centred
         features); its statistics, its centred Gram, and (the float64 centred features, the
         column mean) when a PAIRWISE family needs them."""
-        x64 = self.xs[a].double()
+        x64 = self.xs[a].to(torch.float64, copy=True)
         mean = x64.mean(dim=0)
         x64 -= mean
         xc = x64.float()
@@ -333,6 +333,13 @@ def _of_kind(families: dict[str, MetricFamily], kind: Kind) -> dict[str, MetricF
     return {key: f for key, f in families.items() if f.kind is kind}
 
 
+def features_dtype(metrics: list[MetricSpec]) -> torch.dtype:
+    """float64 when a PAIRWISE family is asked for (CCA-type whitening magnifies the float32
+    rounding of the prepared features: 7e-3 on anisotropic features), else float32."""
+    pairwise = any(getattr(s.family, "kind", None) is Kind.PAIRWISE for s in metrics)
+    return torch.float64 if pairwise else torch.float32
+
+
 def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
     """Bad input: too few samples for a metric (unbiased HSIC needs 4, kNN needs k < n)."""
     if n < 4:
@@ -351,9 +358,11 @@ def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
     """One float64 m x m matrix per metric id (rows in the order of `features`), diagonal 1.
 
     Prepares every model's features (float32 on `device`, a resolved torch device, normalised
-    as asked) and runs `similarities_of_prepared` on them; see there for `max_memory`.
+    as asked; float64 with a PAIRWISE family: `features_dtype`) and runs
+    `similarities_of_prepared` on them; see there for `max_memory`.
     """
-    xs = {mid: prepare_features(f, normalize, str(device)) for mid, f in features.items()}
+    dtype = features_dtype(metrics)
+    xs = {mid: prepare_features(f, normalize, str(device), dtype) for mid, f in features.items()}
     return similarities_of_prepared(xs, metrics, max_memory, progress, plan)
 
 

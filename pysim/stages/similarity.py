@@ -9,7 +9,7 @@ from pysim.config import load_metrics
 from pysim.errors import InputError
 from pysim.io import Similarities, write_similarities
 from pysim.similarity.calibrate import calibration_matrices
-from pysim.similarity.engine import similarities_of_prepared
+from pysim.similarity.engine import features_dtype, similarities_of_prepared
 from pysim.similarity.files import read_dataset_features
 from pysim.similarity.memory import current_rss, return_freed_memory
 
@@ -36,7 +36,8 @@ def run_similarity(feature_paths: Sequence[str | os.PathLike], metrics_path: str
     if max_memory is not None and not device.startswith("cuda"):
         cap = current_rss() + max_memory
     metrics = load_metrics(metrics_path)
-    data = read_dataset_features(feature_paths, subset_path, normalize, device)
+    data = read_dataset_features(feature_paths, subset_path, normalize, device,
+                                 features_dtype(metrics))
     model_ids = list(data.features)
     n_samples = next(iter(data.features.values())).shape[0]
     features = dict(data.features)  # the engine consumes its dict, not the tensors
