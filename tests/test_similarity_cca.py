@@ -110,9 +110,8 @@ def test_against_repsim(repsim):
     our pillai. Its `pwcca` is symmetric: the mean of Morcos et al.'s two directions, which
     pysim gives separately (row a weighted by model a). Its `svcca` gives a model 0.9857 with
     itself on these features, so it is not compared (a model's SVCCA with itself is 1).
-    Largest deviations seen (repsim 0.1.5): 9.8e-10 (r2), 1.2e-9 (mean), 1.0e-9 (pwcca
-    symmetrised), the float32 rounding of pysim's prepared features; against the reference
-    at most 2.4e-8 (pillai, whose range is [0, r])."""
+    Largest deviations seen (repsim 0.1.5): 6.7e-16 (r2), 2.6e-15 (mean), 8.1e-15 (pwcca
+    symmetrised); against the reference at most 1.0e-13 (pillai, whose range is [0, r])."""
     feats = related_models(120, [6, 25, 70], seed=3)
     xs = [ref.normalise(v) for v in feats.values()]
     got = compute_similarities(feats, SPEC_LIST)
