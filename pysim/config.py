@@ -7,7 +7,6 @@ Every problem is an InputError naming the file, the entry and the reason.
 from __future__ import annotations
 
 import fnmatch
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -22,10 +21,6 @@ from pysim.io import read_json
 MODEL_SOURCES = tuple(registry.MODEL_SOURCES)  # the registered sources (pysim.registry)
 CATEGORY_COLUMNS = ("objective", "architecture_class", "dataset_class", "size_class")
 METRIC_METHODS = tuple(registry.METRICS)  # the registered metrics (pysim.registry)
-CKA_KERNELS = ("linear", "rbf")
-RSA_METHODS = ("correlation", "cosine", "euclidean")
-CORR_METHODS = ("pearson", "spearman")
-SIGMA_MODES = ("absolute", "median")
 SPLIT_NAMES = ("train", "test")
 POOLINGS = ("cls", "mean", "avg")  # model table "pooling": cls token, mean of tokens, spatial avg
 LAYER_SEP = "@"  # representation id of a further module: <model_id>@<module>
@@ -323,13 +318,19 @@ def check_dataset_dirs(root: str | os.PathLike, ids: list[str],
                 raise InputError(f"{what}: split '{split}' has no shards (*.tar) in {sdir}")
 
 
-# --- metrics ----------------------------------------------------------------------------
+# --- metrics ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """One similarity metric; `id` is the DESIGN §4 metric id."""
+    """One similarity metric: its family (`method`, a key of pysim.registry.METRICS) and the
+    parameters that family parsed. The family owns the id and the stored parameters
+    (pysim.similarity.base.MetricFamily); this record only holds the values.
 
-    method: str                   # cka | rsa | mutual_knn
+    The named fields are the parameters of the first three families (kept for their callers);
+    any other family keeps its parameters in `options` (name, value) pairs.
+    """
+
+    method: str                   # a registered family: cka | rsa | mutual_knn | ...
     kernel: str = "linear"        # cka: linear | rbf
     unbiased: bool = True         # cka
     sigma: float | None = None    # cka rbf
@@ -337,30 +338,29 @@ class MetricSpec:
     rsa_method: str = "correlation"  # rsa: correlation | cosine | euclidean
     corr_method: str = "pearson"  # rsa: pearson | spearman
     k: int = 10                   # mutual_knn
+    options: tuple[tuple[str, Any], ...] = ()  # other families' parameters
+
+    @classmethod
+    def of(cls, method: str, **options: Any) -> MetricSpec:
+        """A spec of a family that keeps its parameters in `options`."""
+        return cls(method, options=tuple(sorted(options.items())))
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The value of one entry of `options` (default when absent)."""
+        return dict(self.options).get(name, default)
+
+    @property
+    def family(self) -> Any:
+        """The family class of this spec (imported on first use: pysim.registry)."""
+        return registry.load(registry.METRICS, self.method)
 
     @property
     def id(self) -> str:
-        if self.method == "cka":
-            est = "unbiased" if self.unbiased else "biased"
-            if self.kernel == "linear":
-                return f"cka_kernel_linear_{est}"
-            suffix = "_median" if self.sigma_mode == "median" else ""
-            return f"cka_kernel_rbf_{est}_sigma_{self.sigma:g}{suffix}"
-        if self.method == "rsa":
-            return f"rsa_method_{self.rsa_method}_corr_method_{self.corr_method}"
-        return f"mutual_knn_k_{self.k}"
+        return self.family.metric_id(self)
 
     def params(self) -> dict[str, Any]:
         """The parameters that define this metric (stored as attributes of its matrix)."""
-        if self.method == "cka":
-            out = {"sim_method": "cka", "sim_kernel": self.kernel, "unbiased": self.unbiased}
-            if self.kernel == "rbf":
-                out.update(sigma=self.sigma, sigma_mode=self.sigma_mode)
-            return out
-        if self.method == "rsa":
-            return {"sim_method": "rsa", "rsa_method": self.rsa_method,
-                    "corr_method": self.corr_method}
-        return {"sim_method": "mutual_knn", "k": self.k}
+        return self.family.params(self)
 
 
 def load_metrics(path: str | os.PathLike) -> list[MetricSpec]:
@@ -385,32 +385,4 @@ def _metric_spec(path, index: int, entry: Any) -> MetricSpec:
     if method not in METRIC_METHODS:
         raise InputError(f"{where}: unknown sim_method {method!r} "
                          f"(known: {', '.join(METRIC_METHODS)})")
-    if method == "cka":
-        kernel = entry.get("sim_kernel", "linear")
-        if kernel not in CKA_KERNELS:
-            raise InputError(f"{where}: unknown sim_kernel {kernel!r} for cka")
-        unbiased = entry.get("unbiased", True)
-        if not isinstance(unbiased, bool):
-            raise InputError(f"{where}: 'unbiased' must be true or false")
-        if kernel == "linear":
-            return MetricSpec("cka", "linear", unbiased)
-        sigma = entry.get("sigma")
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) \
-                or not math.isfinite(sigma) or sigma <= 0:
-            raise InputError(f"{where}: rbf kernel needs a positive 'sigma', got {sigma!r}")
-        mode = entry.get("sigma_mode", "absolute")
-        if mode not in SIGMA_MODES:
-            raise InputError(f"{where}: unknown sigma_mode {mode!r}")
-        return MetricSpec("cka", "rbf", unbiased, float(sigma), mode)
-    if method == "rsa":
-        rsa_method = entry.get("rsa_method", "correlation")
-        corr_method = entry.get("corr_method", "pearson")
-        if rsa_method not in RSA_METHODS:
-            raise InputError(f"{where}: unknown rsa_method {rsa_method!r}")
-        if corr_method not in CORR_METHODS:
-            raise InputError(f"{where}: unknown corr_method {corr_method!r}")
-        return MetricSpec("rsa", rsa_method=rsa_method, corr_method=corr_method)
-    k = entry.get("k", 10)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InputError(f"{where}: mutual_knn needs a positive integer 'k', got {k!r}")
-    return MetricSpec("mutual_knn", k=k)
+    return registry.load(registry.METRICS, method).parse(entry, where)

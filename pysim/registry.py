@@ -31,11 +31,18 @@ MODEL_LOADERS: dict[str, str] = {
     "dreamsim": "pysim.models.dreamsim:build_dreamsim",
 }
 
-# metric-list `method` -> metric class (spec, n): the engine's per-model statistics and blocks
+# metric-list `sim_method` -> metric family (pysim.similarity.base.MetricFamily): its spec
+# parsing, ids and parameters, and its computation of one kind for the engine
 METRICS: dict[str, str] = {
     "cka": "pysim.similarity.cka:CKAMetric",
-    "rsa": "pysim.similarity.rsa:RSAPearsonMetric",
+    "rsa": "pysim.similarity.rsa:RSAMetric",
     "mutual_knn": "pysim.similarity.knn:MutualKNNMetric",
+    "cca": "pysim.similarity.cca:CCAMetric",
+    "shape": "pysim.similarity.shape:ShapeMetric",
+    "linear_regression": "pysim.similarity.regression:LinearRegressionMetric",
+    "distance_correlation": "pysim.similarity.dcor:DistanceCorrelationMetric",
+    "neighbourhood": "pysim.similarity.neighbours:NeighbourhoodMetric",
+    "cknna": "pysim.similarity.cknna:CKNNAMetric",
 }
 
 

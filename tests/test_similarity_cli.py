@@ -16,6 +16,7 @@ import pytest
 from sim_reference import reference_matrices
 
 from conftest import run_cli
+from pysim.analysis.stack import matrix_problem, read_all
 from pysim.cli import run
 from pysim.config import load_metrics
 from pysim.io import SplitFeatures, read_similarities, write_features
@@ -155,3 +156,84 @@ def test_nan_model_gets_nan_row_and_a_warning(tmp_path, features, monkeypatch, c
     for key, mat in sims.matrices.items():
         assert np.isnan(mat[1]).all() and np.isnan(mat[:, 1]).all()
         np.testing.assert_allclose(mat[np.ix_([0, 2], [0, 2])], expected[key], atol=1e-12)
+
+
+FAMILY_METRICS = [  # one entry of every family added by issue 23
+    {"sim_method": "cca", "cca_method": "pwcca"},
+    {"sim_method": "cca", "cca_method": "svcca", "variance": 0.9},
+    {"sim_method": "shape", "alpha": 0.5, "score": "angular"},
+    {"sim_method": "linear_regression"},
+    {"sim_method": "distance_correlation"},
+    {"sim_method": "neighbourhood", "measure": "cycle_knn", "k": 5},
+    {"sim_method": "rsa", "rsa_method": "cosine", "corr_method": "cosine"},
+    {"sim_method": "shape", "alpha": 1.0, "score": "procrustes"},
+    {"sim_method": "cknna", "k": 5},
+]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_writes_every_family_with_its_attributes(tmp_path, features, monkeypatch, capsys):
+    arrays, paths = features
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps(FAMILY_METRICS))
+    out = tmp_path / "out.h5"
+    code, err = run_in_process([*feature_args(paths), "--metrics", str(metrics), "--out",
+                                str(out)], monkeypatch, capsys)
+    assert code == 0, err
+    sims = read_similarities(out)
+    specs = load_metrics(metrics)
+    assert sorted(sims.matrices) == sorted(s.id for s in specs)
+    expected = compute_similarities({k: arrays[k] for k in sims.model_ids}, specs)
+    for spec in specs:
+        np.testing.assert_allclose(sims.matrices[spec.id], expected[spec.id], atol=1e-12)
+        attrs = sims.metric_attrs[spec.id]
+        assert attrs["sim_method"] == spec.method
+        asymmetric = spec.id in ("cca_method_pwcca", "linear_regression_r2",
+                                 "neighbourhood_cycle_knn_k_5", "cknna_k_5")
+        assert (attrs.get("symmetric", True) is False) == asymmetric, spec.id
+        assert np.allclose(sims.matrices[spec.id], sims.matrices[spec.id].T) != asymmetric
+    # the analyses take every family's matrix as written (asymmetric ones, distances with 0
+    # on the diagonal), and still refuse one that breaks its metric's declared range
+    assert [sims.dataset for _, sims in read_all([out])] == ["wds_toy"]
+    angular = next(s.id for s in specs if s.params().get("score") == "angular")
+    assert matrix_problem(sims.matrices[angular], sims.metric_attrs[angular]) is None
+    assert "outside" in matrix_problem(sims.matrices[angular] + 2.0, sims.metric_attrs[angular])
+    metrics.write_text(json.dumps([{"sim_method": "shape", "alpha": 2}]))
+    code, err = run_in_process([*feature_args(paths), "--metrics", str(metrics), "--out",
+                                str(tmp_path / "x.h5")], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "metric #1", "alpha")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cli_calibration_file(tmp_path, features, monkeypatch, capsys):
+    arrays, paths = features
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps([{"sim_method": "cka", "unbiased": False},
+                                   {"sim_method": "linear_regression"}]))
+    out, cal = tmp_path / "out.h5", tmp_path / "cal.h5"
+    args = [*feature_args(paths), "--metrics", str(metrics), "--out", str(out)]
+    code, err = run_in_process([*args, "--permutations", "9", "--bootstrap", "3", "--seed", "4",
+                                "--calibration-out", str(cal)], monkeypatch, capsys)
+    assert code == 0, err
+    sims, calib = read_similarities(out), read_similarities(cal)
+    whats = ("null_mean", "null_sd", "p_value", "calibrated", "ci_low", "ci_high")
+    assert sorted(calib.matrices) == sorted(f"{k}__{w}" for k in sims.matrices for w in whats)
+    assert calib.metric_attrs["linear_regression_r2__p_value"]["symmetric"] is False
+    feats = {k: arrays[k] for k in sims.model_ids}
+    specs = load_metrics(metrics)
+    from pysim.similarity.calibrate import permutation_null
+    want = permutation_null(feats, specs, permutations=9, seed=4)
+    # CKA's p-values as the library gives them (the 200-wide model predicts any row order
+    # perfectly at n = 150, so R^2's null ties its observed value: compared by range only)
+    np.testing.assert_allclose(calib.matrices["cka_kernel_linear_biased__p_value"],
+                               want.p_value["cka_kernel_linear_biased"])
+    for key in sims.matrices:
+        p = calib.matrices[f"{key}__p_value"]
+        off = ~np.eye(3, dtype=bool)
+        assert ((p[off] >= 0.1) & (p[off] <= 1)).all()
+        low, high = calib.matrices[f"{key}__ci_low"], calib.matrices[f"{key}__ci_high"]
+        assert (low[off] <= high[off]).all()
+    code, err = run_in_process([*args, "--permutations", "5"], monkeypatch, capsys)
+    assert code == 2
+    assert_one_error_line(err, "--calibration-out")

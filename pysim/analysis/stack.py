@@ -47,7 +47,7 @@ def read_all(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Similarities
             if matrix.shape != (m, m):
                 raise InputError(f"{path}: metric '{metric_id}' has shape {matrix.shape}, "
                                  f"expected {m} x {m} for {m} models")
-            problem = matrix_problem(matrix)
+            problem = matrix_problem(matrix, sims.metric_attrs.get(metric_id))
             if problem:
                 raise InputError(f"{path}: metric '{metric_id}' is not a similarity matrix: "
                                  f"{problem}")
@@ -62,25 +62,35 @@ def read_all(paths: Sequence[str | os.PathLike]) -> list[tuple[str, Similarities
 MATRIX_TOLERANCE = EDGE_TOLERANCE
 
 
-def matrix_problem(matrix: np.ndarray) -> str | None:
+def matrix_problem(matrix: np.ndarray, attrs: dict | None = None) -> str | None:
     """What keeps an m x m matrix from being one of pysim's similarities, or None.
 
-    Every pysim metric (CKA, RSA, mutual kNN) is symmetric with values in [-1, 1] and 1 on
-    the diagonal; a model without a defined similarity has a NaN row and column.
+    A metric's matrix is symmetric with values in [-1, 1] and 1 on the diagonal unless its
+    attributes say otherwise (`symmetric: false`, `value_range` [lo, hi], `diagonal`: the
+    value expected there, NaN for none); a model without a defined similarity has a NaN row
+    and column.
     """
+    attrs = attrs or {}
+    lo, hi = (float(v) for v in attrs.get("value_range", (-1.0, 1.0)))
+    expected_diag = float(attrs.get("diagonal", 1.0))
     values = matrix[np.isfinite(matrix)]
-    if values.size and np.abs(values).max() > 1 + MATRIX_TOLERANCE:
-        return f"value {values[np.argmax(np.abs(values))]:g} outside [-1, 1]"
+    tol = MATRIX_TOLERANCE
+    if values.size and (values.min() < lo - tol or values.max() > hi + tol):
+        worst = values[np.argmax(np.maximum(lo - values, values - hi))]
+        return f"value {worst:g} outside [{lo:g}, {hi:g}]"
     if np.isinf(matrix).any():
         return "infinite values"
     nan = np.isnan(matrix)
-    if (nan != nan.T).any() or np.nanmax(np.abs(matrix - matrix.T), initial=0.0) \
+    if (nan != nan.T).any():
+        return "not symmetric"
+    if attrs.get("symmetric", True) and np.nanmax(np.abs(matrix - matrix.T), initial=0.0) \
             > MATRIX_TOLERANCE:
         return "not symmetric"
-    diag = np.diag(matrix)
-    off = diag[np.isfinite(diag) & (np.abs(diag - 1) > MATRIX_TOLERANCE)]
-    if off.size:
-        return f"diagonal value {off[0]:g}, expected 1"
+    if not np.isnan(expected_diag):
+        diag = np.diag(matrix)
+        off = diag[np.isfinite(diag) & (np.abs(diag - expected_diag) > MATRIX_TOLERANCE)]
+        if off.size:
+            return f"diagonal value {off[0]:g}, expected {expected_diag:g}"
     return None
 
 

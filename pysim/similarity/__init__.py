@@ -1,12 +1,22 @@
-"""All-pairs representational similarity (DESIGN §4): CKA, RSA and mutual kNN for m models.
+"""All-pairs representational similarity (DESIGN §4): every registered metric family for m models.
 
 `compute_similarities` works on arrays; `read_dataset_features` reads one dataset's features
-files for the pysim-similarity stage (pysim.stages.similarity).
+files for the pysim-similarity stage (pysim.stages.similarity). The names are imported on
+first use, so that parsing a metric list (which imports the family modules) stays free of torch.
 """
 
-from pysim.similarity.engine import compute_similarities, similarities_of_prepared
-from pysim.similarity.files import read_dataset_features
-from pysim.similarity.memory import parse_size
+from importlib import import_module
+from typing import Any
 
-__all__ = ["compute_similarities", "parse_size", "read_dataset_features",
-           "similarities_of_prepared"]
+_NAMES = {"compute_similarities": "pysim.similarity.engine",
+          "similarities_of_prepared": "pysim.similarity.engine",
+          "read_dataset_features": "pysim.similarity.files",
+          "parse_size": "pysim.similarity.memory"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'pysim.similarity' has no attribute {name!r}")
+    return getattr(import_module(_NAMES[name]), name)

@@ -7,11 +7,21 @@ HKH. CKA is then <Kc, Lc> / (|Kc| |Lc|), so all pairs follow from one product ac
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import Any
 
 from pysim.config import MetricSpec
-from pysim.similarity.base import ModelInfo, diag_index, row_blocks, upper_mask
+from pysim.similarity.base import (  # torch: imported on first use
+    Kind,
+    MetricFamily,
+    ModelInfo,
+    choice,
+    diag_index,
+    flag,
+    number,
+    row_blocks,
+    torch,
+    upper_mask,
+)
 
 # an RBF kernel whose mean off-diagonal value is this close to 1 is constant to float64
 # precision after centring (fewer than ~6 significant digits left): not computable
@@ -20,10 +30,10 @@ RBF_CONSTANT_TOLERANCE = 1e-10
 
 def rbf_from_gram(rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
                   sigma: float) -> torch.Tensor:
-    """RBF kernel rows exp(-|x_i - x_j|^2 / (2 sigma^2)) from float64 Gram rows."""
+    """RBF kernel rows exp(-|x_i - x_j|^2 / (2 sigma^2)) from float64 (centred) Gram rows."""
     d2 = gram_rows * -2.0
-    d2 += info.sq[rows, None]
-    d2 += info.sq[None, :]
+    d2 += info.csq[rows, None]
+    d2 += info.csq[None, :]
     return d2.clamp_min_(0.0).mul_(-0.5 / sigma / sigma).exp_()  # sigma**2 may overflow
 
 
@@ -33,7 +43,7 @@ def median_distance(gram: torch.Tensor, info: ModelInfo, chunk: int) -> float:
     parts = []
     for rows in row_blocks(n, chunk):
         g = gram[rows].double()
-        d2 = (info.sq[rows, None] + info.sq[None, :] - 2.0 * g).clamp_min_(0.0)
+        d2 = (info.csq[rows, None] + info.csq[None, :] - 2.0 * g).clamp_min_(0.0)
         parts.append(d2[upper_mask(rows, n, gram.device)])
     values = torch.cat(parts)
     count = values.numel()
@@ -42,11 +52,44 @@ def median_distance(gram: torch.Tensor, info: ModelInfo, chunk: int) -> float:
     return float((lo + hi) / 2)
 
 
-class CKAMetric:
-    """Row blocks of each model's centred kernel; pass 1 stores the row sums centring needs."""
+class CKAMetric(MetricFamily):
+    """Row blocks of each model's centred kernel; pass 1 stores the row sums centring needs.
+
+    Translation invariant (both kernels), so it works on the centred Gram rows directly.
+    """
+
+    method = "cka"
+    kind = Kind.STACKED
+
+    @classmethod
+    def parse(cls, entry: dict[str, Any], where: str) -> MetricSpec:
+        kernel = choice(entry, where, "sim_kernel", ("linear", "rbf"), "linear")
+        unbiased = flag(entry, where, "unbiased", True)
+        if kernel == "linear":
+            return MetricSpec("cka", "linear", unbiased)
+        sigma = number(entry, where, "sigma", None, "rbf kernel")
+        mode = choice(entry, where, "sigma_mode", ("absolute", "median"), "absolute")
+        return MetricSpec("cka", "rbf", unbiased, sigma, mode)
+
+    @staticmethod
+    def metric_id(spec: MetricSpec) -> str:
+        est = "unbiased" if spec.unbiased else "biased"
+        if spec.kernel == "linear":
+            return f"cka_kernel_linear_{est}"
+        suffix = "_median" if spec.sigma_mode == "median" else ""
+        return f"cka_kernel_rbf_{est}_sigma_{spec.sigma:g}{suffix}"
+
+    @staticmethod
+    def params(spec: MetricSpec) -> dict[str, Any]:
+        out = {"sim_method": "cka", "sim_kernel": spec.kernel, "unbiased": spec.unbiased}
+        if spec.kernel == "rbf":
+            out.update(sigma=spec.sigma, sigma_mode=spec.sigma_mode)
+        return out
 
     def __init__(self, spec: MetricSpec, n: int):
-        self.spec, self.n = spec, n
+        super().__init__(spec, n)
+        if spec.kernel == "rbf" and spec.sigma_mode == "median":
+            self.pass1_pair_bytes = 16  # the pairwise distances whose median is taken
         self.sums: dict[int, torch.Tensor] = {}
         self.sigmas: dict[int, float] = {}
 

@@ -1,8 +1,11 @@
 """All-pairs engine: every metric for every model pair of one dataset in two streamed passes.
 
-Pass 1 (per model): one Gram matrix XX^T gives the statistics each metric needs (kernel row
-sums, RDM means, neighbour lists, Spearman ranks). Pass 2 (per row block): the centred blocks
-of all models are stacked and multiplied into m x m float64 inner products.
+It branches only on each metric family's kind (pysim.similarity.base.Kind). Pass 1 (per
+model): the features are centred per column in float64, one Gram matrix XcXc^T gives the
+statistics each STACKED family needs (kernel row sums, RDM means, neighbour lists), the rank
+vectors of the RANKED ones and the small per-model statistics of the PAIRWISE ones. Pass 2
+(per row block): the STACKED blocks of all models are stacked and multiplied into m x m
+float64 inner products.
 """
 
 from __future__ import annotations
@@ -20,11 +23,9 @@ from tqdm import tqdm
 
 from pysim.config import MetricSpec
 from pysim.errors import InputError
-from pysim.registry import METRICS, load
-from pysim.similarity.base import ModelInfo, overflow_reason, row_blocks
+from pysim.similarity.base import Kind, MetricFamily, ModelInfo, overflow_reason, row_blocks
 from pysim.similarity.memory import working_budget
 from pysim.similarity.prepare import invalid_reason, prepare_features
-from pysim.similarity.rsa import rdm_invalid, spearman_ranks
 
 log = logging.getLogger("pysim.similarity")
 
@@ -115,13 +116,14 @@ class _Engine:
         self.xs, self.m, self.n = xs, len(xs), xs[0].shape[0]
         self.device = xs[0].device
         self.progress = progress
-        self.stacked = {s.id: _stacked_metric(s, self.n) for s in specs
-                        if not (s.method == "rsa" and s.corr_method == "spearman")}
-        self.spearman = [s for s in specs if s.method == "rsa" and s.corr_method == "spearman"]
-        median = any(s.method == "cka" and s.kernel == "rbf" and s.sigma_mode == "median"
-                     for s in specs)
+        families = {s.id: s.family(s, self.n) for s in specs}
+        self.stacked = _of_kind(families, Kind.STACKED)
+        self.ranked = _of_kind(families, Kind.RANKED)
+        self.pairwise = _of_kind(families, Kind.PAIRWISE)
+        median = any(f.pass1_pair_bytes for f in families.values())
+        budget -= self._pairwise_bytes(budget)
         self.plan = plan or plan_memory(budget, self.m, self.n, len(self.stacked),
-                                        len(self.spearman), median,
+                                        len(self.ranked), median,
                                         recompute_ranks=self.device.type == "cuda")
         log.info("memory plan: %s", self.plan)
         self.infos: list[ModelInfo] = []
@@ -129,6 +131,20 @@ class _Engine:
         self.bad: dict[str, set[int]] = {s.id: set() for s in specs}
         self.reasons: dict[tuple[str, int], str] = {}
         self.stage_times: dict[str, float] = {}
+
+    def _pairwise_bytes(self, budget: int) -> int:
+        """What the PAIRWISE families keep for all models, plus one model's float64 features
+        and thin SVD while it is reduced; InputError when that alone exceeds the budget."""
+        if not self.pairwise:
+            return 0
+        widths = [x.shape[1] for x in self.xs]
+        kept = sum(f.model_bytes(self.n, d) for f in self.pairwise.values() for d in widths)
+        need = kept + 8 * self.n * max(widths) * 3
+        if need > budget * 0.8:
+            raise InputError(f"--max-memory is too small for the per-model statistics of "
+                             f"{', '.join(self.pairwise)}: they need {need / 2**20:.0f} MiB "
+                             f"({budget * 0.8 / 2**20:.0f} MiB available)")
+        return need
 
     def gram(self, a: int, rows: slice | None = None) -> torch.Tensor:
         """Gram rows of model a (float32): from the cache or recomputed (bit-identical)."""
@@ -154,28 +170,47 @@ class _Engine:
             out = {key: self.products(vectors.pop(key)) for key in list(vectors)}
             start = self._stage("products of stored vectors", start)
         if self.plan.rank_slices > 1:
-            out.update({s.id: self.recomputed_rank_products(s) for s in self.spearman})
+            out.update({key: self.recomputed_rank_products(key) for key in self.ranked})
             start = self._stage("products of recomputed ranks", start)
+        if self.pairwise:
+            out.update(self.pair_matrices())
+            start = self._stage("pairwise families", start)
         if not self.plan.store:
             out.update(self.pass2())
             self._stage("streamed pair products", start)
+        for metric_id, family in {**self.stacked, **self.ranked}.items():
+            out[metric_id] = family.finish(out[metric_id])
         for metric_id, bad in self.bad.items():
             for a in bad:
                 out[metric_id][a, :] = np.nan
                 out[metric_id][:, a] = np.nan
         return out
 
+    def _centre(self, a: int) -> tuple[ModelInfo, torch.Tensor, tuple | None]:
+        """Centre model a's columns in float64 (self.xs[a] becomes the float32 centred
+        features); its statistics, its centred Gram, and (the float64 centred features, the
+        column mean) when a PAIRWISE family needs them."""
+        x64 = self.xs[a].to(torch.float64, copy=True)
+        mean = x64.mean(dim=0)
+        x64 -= mean
+        xc = x64.float()
+        g = xc @ xc.T
+        info = ModelInfo.from_features(self.xs[a], g.diagonal(), mean)
+        self.xs[a] = xc
+        return info, g, ((x64, mean) if self.pairwise else None)
+
     def pass1(self, spill_dir: Path) -> dict[str, list]:
-        """Per model: Gram matrix, statistics of every metric, Spearman rank vectors (and with
-        plan.store the whole centred matrices, flattened to float32)."""
+        """Per model: centred Gram matrix, statistics of every family, rank vectors, PAIRWISE
+        statistics (and with plan.store the whole STACKED matrices, flattened to float32)."""
         recompute = self.plan.rank_slices > 1
-        vectors: dict[str, list] = {} if recompute else {s.id: [] for s in self.spearman}
+        vectors: dict[str, list] = {} if recompute else {key: [] for key in self.ranked}
         if self.plan.store:
             vectors.update({key: [] for key in self.stacked})
         for a in tqdm(range(self.m), desc="per-model statistics", disable=not self.progress):
-            x = self.xs[a]
-            g = x @ x.T
-            info = ModelInfo.from_features(x, g.diagonal())
+            info, g, centred = self._centre(a)
+            for metric_id, family in self.pairwise.items():
+                self._flag(metric_id, a, family.model(a, *centred))
+            del centred
             self.infos.append(info)
             if self.plan.cache_grams:
                 self.grams.append(g)
@@ -193,27 +228,42 @@ class _Engine:
                     del centred
                 elif not reason:
                     reason = metric.observe(a, g, info, self.plan.chunk)
-                if reason:
-                    self.bad[metric_id].add(a)
-                    self.reasons[(metric_id, a)] = reason
-            for k, spec in enumerate([] if recompute else self.spearman):
-                r = self._ranks(spec, a, g)
+                self._flag(metric_id, a, reason)
+            for k, metric_id in enumerate([] if recompute else self.ranked):
+                r = self._ranks(metric_id, a, g)
                 if self.plan.spill_ranks:
                     path = spill_dir / f"{k}_{a}.int32"
                     r.cpu().numpy().tofile(path)
                     r = path
-                vectors[spec.id].append(r)
+                vectors[metric_id].append(r)
                 del r
             del g
         return vectors
 
-    def _ranks(self, spec: MetricSpec, a: int, g: torch.Tensor) -> torch.Tensor:
-        reason = overflow_reason(self.infos[a]) or rdm_invalid(spec.rsa_method, self.infos[a])
+    def _flag(self, metric_id: str, a: int, reason: str | None) -> None:
+        """Record that model a has no value for the metric (NaN row and column), and why."""
         if reason:
-            self.bad[spec.id].add(a)
-            self.reasons[(spec.id, a)] = reason
+            self.bad[metric_id].add(a)
+            self.reasons[(metric_id, a)] = reason
+
+    def _ranks(self, metric_id: str, a: int, g: torch.Tensor) -> torch.Tensor:
+        r = overflow_reason(self.infos[a]) or self.ranked[metric_id].ranks(g, self.infos[a],
+                                                                            self.plan.chunk)
+        if isinstance(r, str):
+            self._flag(metric_id, a, r)
             return torch.zeros(self.n * (self.n - 1) // 2, dtype=torch.int32, device=self.device)
-        return spearman_ranks(spec, g, self.infos[a], self.plan.chunk)
+        return r
+
+    def pair_matrices(self) -> dict[str, np.ndarray]:
+        """The PAIRWISE families' matrices over the models each could describe."""
+        out = {}
+        for metric_id, family in self.pairwise.items():
+            ok = [a for a in range(self.m) if a not in self.bad[metric_id]]
+            mat = np.full((self.m, self.m), np.nan)
+            if ok:
+                mat[np.ix_(ok, ok)] = family.pairs(ok).double().cpu().numpy()
+            out[metric_id] = mat
+        return out
 
     def products(self, vectors: list) -> np.ndarray:
         """Inner products of all models' stored vectors (in memory or files), over column
@@ -224,7 +274,7 @@ class _Engine:
         self._accumulate(acc, vectors, count)
         return _normalised_products(acc)
 
-    def recomputed_rank_products(self, spec: MetricSpec) -> np.ndarray:
+    def recomputed_rank_products(self, metric_id: str) -> np.ndarray:
         """Spearman products without storing every rank vector: for each column slice, every
         model's ranks are recomputed from its Gram matrix and the slice is kept."""
         pairs = self.n * (self.n - 1) // 2
@@ -232,10 +282,10 @@ class _Engine:
         acc = torch.zeros(self.m, self.m, dtype=torch.float64, device=self.device)
         part = torch.empty(self.m, width, dtype=torch.int32, device=self.device)
         slices = range(0, pairs, width)
-        for lo in tqdm(slices, desc=f"{spec.id} rank slices", disable=not self.progress):
+        for lo in tqdm(slices, desc=f"{metric_id} rank slices", disable=not self.progress):
             hi = min(lo + width, pairs)
             for a in range(self.m):
-                part[a, :hi - lo] = self._ranks(spec, a, self.gram(a))[lo:hi]
+                part[a, :hi - lo] = self._ranks(metric_id, a, self.gram(a))[lo:hi]
             self._accumulate(acc, list(part[:, :hi - lo]), hi - lo)
         return _normalised_products(acc)
 
@@ -281,9 +331,15 @@ class _Engine:
         return {k: _normalised_products(v) for k, v in acc.items()}
 
 
-def _stacked_metric(spec: MetricSpec, n: int):
-    """The registered metric class of the spec's method (pysim.registry.METRICS)."""
-    return load(METRICS, spec.method)(spec, n)
+def _of_kind(families: dict[str, MetricFamily], kind: Kind) -> dict[str, MetricFamily]:
+    return {key: f for key, f in families.items() if f.kind is kind}
+
+
+def features_dtype(metrics: list[MetricSpec]) -> torch.dtype:
+    """float64 when a PAIRWISE family is asked for (CCA-type whitening magnifies the float32
+    rounding of the prepared features: 7e-3 on anisotropic features), else float32."""
+    pairwise = any(getattr(s.family, "kind", None) is Kind.PAIRWISE for s in metrics)
+    return torch.float64 if pairwise else torch.float32
 
 
 def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
@@ -291,9 +347,9 @@ def check_sizes(n: int, metrics: list[MetricSpec]) -> None:
     if n < 4:
         raise InputError(f"need at least 4 samples to compare models, got {n}")
     for spec in metrics:
-        if spec.method == "mutual_knn" and spec.k >= n:
-            raise InputError(f"metric {spec.id}: k={spec.k} needs more than {spec.k} samples, "
-                             f"got {n}")
+        problem = spec.family.size_problem(spec, n)
+        if problem:
+            raise InputError(f"metric {spec.id}: {problem}")
 
 
 def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
@@ -304,9 +360,11 @@ def compute_similarities(features: Mapping[str, np.ndarray | torch.Tensor],
     """One float64 m x m matrix per metric id (rows in the order of `features`), diagonal 1.
 
     Prepares every model's features (float32 on `device`, a resolved torch device, normalised
-    as asked) and runs `similarities_of_prepared` on them; see there for `max_memory`.
+    as asked; float64 with a PAIRWISE family: `features_dtype`) and runs
+    `similarities_of_prepared` on them; see there for `max_memory`.
     """
-    xs = {mid: prepare_features(f, normalize, str(device)) for mid, f in features.items()}
+    dtype = features_dtype(metrics)
+    xs = {mid: prepare_features(f, normalize, str(device), dtype) for mid, f in features.items()}
     return similarities_of_prepared(xs, metrics, max_memory, progress, plan)
 
 

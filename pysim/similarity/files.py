@@ -70,7 +70,7 @@ def _check_same(path, model_id: str, attrs: dict, digests: tuple, first: tuple) 
 
 def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
                           subset_path: str | os.PathLike | None, normalize: str,
-                          device: str) -> DatasetFeatures:
+                          device: str, dtype: torch.dtype | None = None) -> DatasetFeatures:
     """Read, check and prepare (once) the subset's train rows of every model of one dataset.
 
     All models must have identical train keys and targets (else InputError naming the first
@@ -96,7 +96,8 @@ def read_dataset_features(feature_paths: Sequence[str | os.PathLike],
         else:
             _check_same(path, model_id, attrs, digests, first)
         split = read_features(path, "train", rows=indices)
-        features[model_id] = prepare_features(split.features, normalize, device)
+        features[model_id] = prepare_features(split.features, normalize, device,
+                                              dtype or torch.float32)
         modules[model_id] = str(attrs.get("module_name", ""))
         del split
         log.info("loaded %s (%d x %d)", model_id, *features[model_id].shape)

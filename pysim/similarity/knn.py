@@ -6,17 +6,46 @@ by n k, i.e. the mean over samples of |N_k^X(i) & N_k^Y(i)| / k.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
 from pysim.config import MetricSpec
-from pysim.similarity.base import ModelInfo, diag_index, row_blocks
+from pysim.similarity.base import (  # torch: imported on first use
+    Kind,
+    MetricFamily,
+    ModelInfo,
+    diag_index,
+    positive_int,
+    row_blocks,
+    torch,
+)
 
 
-class MutualKNNMetric:
+class MutualKNNMetric(MetricFamily):
     """Row blocks of each model's neighbour-indicator matrix (cosine, self excluded)."""
 
+    method = "mutual_knn"
+    kind = Kind.STACKED
+
+    @classmethod
+    def parse(cls, entry: dict[str, Any], where: str) -> MetricSpec:
+        return MetricSpec("mutual_knn", k=positive_int(entry, where, "k", 10, "mutual_knn"))
+
+    @staticmethod
+    def metric_id(spec: MetricSpec) -> str:
+        return f"mutual_knn_k_{spec.k}"
+
+    @staticmethod
+    def params(spec: MetricSpec) -> dict[str, Any]:
+        return {"sim_method": "mutual_knn", "k": spec.k}
+
+    @classmethod
+    def size_problem(cls, spec: MetricSpec, n: int) -> str | None:
+        if spec.k >= n:
+            return f"k={spec.k} needs more than {spec.k} samples, got {n}"
+        return None
+
     def __init__(self, spec: MetricSpec, n: int):
-        self.spec, self.n = spec, n
+        super().__init__(spec, n)
         self.neighbours: dict[int, torch.Tensor] = {}
 
     def observe(self, a: int, gram: torch.Tensor, info: ModelInfo, chunk: int) -> str | None:
@@ -25,7 +54,7 @@ class MutualKNNMetric:
             return "a sample has zero norm, so its cosine neighbours are undefined"
         idx = torch.empty(self.n, self.spec.k, dtype=torch.int64, device=gram.device)
         for rows in row_blocks(self.n, chunk):
-            cos = gram[rows].double() / (info.norm[rows, None] * info.norm[None, :])
+            cos = info.raw(rows, gram[rows]) / (info.norm[rows, None] * info.norm[None, :])
             cos[diag_index(rows, cos.device)] = -float("inf")
             idx[rows] = torch.topk(cos, self.spec.k, dim=1, sorted=False).indices
         self.neighbours[a] = idx

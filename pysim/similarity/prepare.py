@@ -11,8 +11,10 @@ NORMALIZE_MODES = ("l2", "none")
 
 
 def prepare_features(features: np.ndarray | torch.Tensor, normalize: str = "l2",
-                     device: str = "cpu") -> torch.Tensor:
-    """n x d float32 tensor on `device`, rows L2-normalised (norms taken in float64) if asked.
+                     device: str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """n x d tensor on `device` (float32, or float64 for the families that whiten: their
+    result moves with the float32 rounding of nearly constant directions), rows L2-normalised
+    (norms taken in float64) if asked.
 
     A zero-norm sample becomes a NaN row, so the model is flagged invalid instead of silently
     dividing by zero.
@@ -27,8 +29,8 @@ def prepare_features(features: np.ndarray | torch.Tensor, normalize: str = "l2",
     if normalize == "l2":
         norms = torch.linalg.vector_norm(x.double(), dim=1, keepdim=True)
         norms = torch.where(norms > 0, norms, torch.full_like(norms, float("nan")))
-        x = (x.double() / norms).to(torch.float32)
-    return x.contiguous()
+        x = x.double() / norms
+    return x.to(dtype).contiguous()
 
 
 def invalid_reason(x: torch.Tensor) -> str | None:

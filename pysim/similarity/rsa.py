@@ -1,34 +1,51 @@
-"""RSA: RDMs (1 - correlation, 1 - cosine, Euclidean) from Gram rows; Pearson or Spearman.
+"""RSA: RDMs (1 - correlation, 1 - cosine, Euclidean) from Gram rows; Pearson, Spearman or
+cosine comparators.
 
-Pearson is the cosine of the mean-centred off-diagonal RDMs (an inner product, stacked like
-CKA); Spearman ranks each model's upper triangle once and correlates the rank vectors.
+Pearson is the cosine of the mean-centred off-diagonal RDMs, the cosine comparator that of the
+uncentred ones (inner products, the STACKED kind like CKA); Spearman ranks each model's upper
+triangle once and correlates the rank vectors (the RANKED kind).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-import torch
 
 from pysim.config import MetricSpec
-from pysim.similarity.base import ModelInfo, diag_index, row_blocks, upper_mask
+from pysim.similarity.base import (  # torch: imported on first use
+    Kind,
+    MetricFamily,
+    ModelInfo,
+    choice,
+    diag_index,
+    row_blocks,
+    torch,
+    upper_mask,
+)
+
+RDM_METHODS = ("correlation", "cosine", "euclidean")
+CORR_METHODS = ("pearson", "spearman", "cosine")
 
 
 def rdm_rows(method: str, rows: slice, gram_rows: torch.Tensor, info: ModelInfo,
              squared_euclidean: bool = False) -> torch.Tensor:
-    """Rows of the RDM of one model from float64 Gram rows (diagonal not forced to 0)."""
+    """Rows of the RDM of one model from float64 (centred) Gram rows (diagonal not forced to
+    0); correlation and cosine distances use the raw Gram (`ModelInfo.raw`)."""
     if method == "correlation":
         sd = info.var.sqrt()
-        c = torch.addr(gram_rows, info.mu[rows], info.mu, alpha=-info.d)
+        c = torch.addr(info.raw(rows, gram_rows), info.mu[rows], info.mu, alpha=-info.d)
         c /= sd[rows, None]
         c /= sd[None, :]
         return c.neg_().add_(1.0)
     if method == "cosine":
-        c = gram_rows / info.norm[rows, None]
+        c = info.raw(rows, gram_rows)
+        c /= info.norm[rows, None]
         c /= info.norm[None, :]
         return c.neg_().add_(1.0)
     d2 = gram_rows * -2.0
-    d2 += info.sq[rows, None]
-    d2 += info.sq[None, :]
+    d2 += info.csq[rows, None]
+    d2 += info.csq[None, :]
     d2.clamp_min_(0.0)
     return d2 if squared_euclidean else d2.sqrt_()
 
@@ -42,11 +59,30 @@ def rdm_invalid(method: str, info: ModelInfo) -> str | None:
     return None
 
 
-class RSAPearsonMetric:
-    """Row blocks of each model's RDM minus the mean of its off-diagonal entries, diagonal 0."""
+class RSAMetric(MetricFamily):
+    """Pearson: row blocks of each model's RDM minus the mean of its off-diagonal entries,
+    diagonal 0 (STACKED); Spearman: the ranks of each model's upper triangle (RANKED)."""
+
+    method = "rsa"
+
+    @classmethod
+    def parse(cls, entry: dict[str, Any], where: str) -> MetricSpec:
+        rsa_method = choice(entry, where, "rsa_method", RDM_METHODS, "correlation")
+        corr_method = choice(entry, where, "corr_method", CORR_METHODS, "pearson")
+        return MetricSpec("rsa", rsa_method=rsa_method, corr_method=corr_method)
+
+    @staticmethod
+    def metric_id(spec: MetricSpec) -> str:
+        return f"rsa_method_{spec.rsa_method}_corr_method_{spec.corr_method}"
+
+    @staticmethod
+    def params(spec: MetricSpec) -> dict[str, Any]:
+        return {"sim_method": "rsa", "rsa_method": spec.rsa_method,
+                "corr_method": spec.corr_method}
 
     def __init__(self, spec: MetricSpec, n: int):
-        self.spec, self.n = spec, n
+        super().__init__(spec, n)
+        self.kind = Kind.RANKED if spec.corr_method == "spearman" else Kind.STACKED
         self.means: dict[int, float] = {}
 
     def centred(self, a: int, gram: torch.Tensor, info: ModelInfo,
@@ -58,7 +94,7 @@ class RSAPearsonMetric:
         rows = slice(0, self.n)
         r = rdm_rows(self.spec.rsa_method, rows, gram.double(), info)
         r[diag_index(rows, r.device)] = 0.0
-        self.means[a] = float(r.sum()) / (self.n * (self.n - 1))
+        self.means[a] = self._mean(float(r.sum()))
         r -= self.means[a]
         r[diag_index(rows, r.device)] = 0.0
         return r
@@ -73,7 +109,7 @@ class RSAPearsonMetric:
             r = rdm_rows(self.spec.rsa_method, rows, gram[rows].double(), info)
             r[diag_index(rows, r.device)] = 0.0
             total += r.sum()
-        self.means[a] = float(total) / (self.n * (self.n - 1))
+        self.means[a] = self._mean(float(total))
         return None
 
     def block(self, a: int, rows: slice, gram_rows: torch.Tensor, info: ModelInfo) -> torch.Tensor:
@@ -82,6 +118,16 @@ class RSAPearsonMetric:
         r -= self.means[a]
         r[diag_index(rows, r.device)] = 0.0
         return r
+
+    def _mean(self, total: float) -> float:
+        """What is subtracted from the off-diagonal RDM entries: their mean for Pearson,
+        nothing for the cosine comparator (rsatoolbox's `cosine`: uncentred)."""
+        return 0.0 if self.spec.corr_method == "cosine" else total / (self.n * (self.n - 1))
+
+    def ranks(self, gram: torch.Tensor, info: ModelInfo, chunk: int) -> torch.Tensor | str:
+        """Centred doubled ranks of the upper triangle, or why the RDM is undefined."""
+        return rdm_invalid(self.spec.rsa_method, info) or spearman_ranks(self.spec, gram, info,
+                                                                         chunk)
 
 
 def _sort_keys(gram: torch.Tensor, spec: MetricSpec, info: ModelInfo, chunk: int) -> torch.Tensor:
