@@ -33,7 +33,8 @@ def test_model_table_is_the_selected_entries_with_absolute_weights(tmp_path):
 
 
 def test_model_table_decides_the_representations_once(tmp_path):
-    # A module list gives its ids in the list's order (not sorted), primary first; a pattern
+    # A module list gives its ids primary first, then in natural order (layer2 < layer3 <
+    # layer10, which a plain sort would not give) as the similarity rows are; a pattern
     # is expanded (with --resolve) against resnet18's own modules (layer<k>.1 for k = 1..4,
     # not its sub-modules); without --resolve (no torch) a pattern stays null.
     (tmp_path / "tables").mkdir()
@@ -41,7 +42,7 @@ def test_model_table_decides_the_representations_once(tmp_path):
     plain = {**MODEL, "pretrained": False}
     models.write_text(json.dumps({
         "one": plain,
-        "list": {**plain, "module_name": ["avgpool", "layer3", "layer1"]},
+        "list": {**plain, "module_name": ["avgpool", "layer3", "layer10", "layer2"]},
         "pat": {**plain, "module_name": ["avgpool", "layer*.1"]},
     }))
     datasets = tmp_path / "datasets.txt"
@@ -57,10 +58,11 @@ def test_model_table_decides_the_representations_once(tmp_path):
         table = json.loads(out.read_text())
         assert [table[i]["layer_wise"] for i in table] == [False, True, True]
         assert table["one"]["representations"] == ["one"]
-        assert table["list"]["representations"] == ["list", "list@layer3", "list@layer1"]
+        assert table["list"]["representations"] == ["list", "list@layer2", "list@layer3",
+                                                  "list@layer10"]
         assert table["pat"]["representations"] == pattern
         # the entry itself is the table's, untouched
-        assert table["list"]["module_name"] == ["avgpool", "layer3", "layer1"]
+        assert table["list"]["module_name"] == ["avgpool", "layer3", "layer10", "layer2"]
 
 
 def test_unknown_model_id_is_one_line(tmp_path):
