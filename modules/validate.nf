@@ -24,16 +24,20 @@ process VALIDATE {
     path 'datasets.json', emit: datasets
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     def perf = performance ? "--performance-datasets ${performance}" : ''
     """
     pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
         --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
         --subset-sizes '${subset_sizes}' --write-models models.json \\
-        --write-datasets datasets.json ${task.ext.args ?: ''} > validate.txt
+        --write-datasets datasets.json ${args} > validate.txt
     cat validate.txt
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
@@ -44,6 +48,6 @@ process VALIDATE {
     pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
         ${info} --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
         --write-models models.json --write-datasets datasets.json > validate.txt
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }
