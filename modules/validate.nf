@@ -2,8 +2,9 @@
 // any work, and resolves every model's weights offline in the tasks' own environment (image,
 // --weights_dir caches): a missing weights file stops the run here, before any GPU job.
 // It writes the tables the workflow builds its channels from (pysim/validate.py), so that
-// main.nf keeps no copy of the loaders' rules: models.json (the --model_ids entries, weights
-// paths absolute) and datasets.json (rows: id, key, folder, derived_from, role, probe,
+// the workflow keeps no copy of the loaders' rules: models.json (the --model_ids entries,
+// weights paths absolute, each with layer_wise and its representation ids in order, patterns
+// expanded against the architecture with --check-weights) and datasets.json (rows: id, key, folder, derived_from, role, probe,
 // performance; --performance_datasets matched to the dataset list by display name there).
 process VALIDATE {
     label 'process_single'
