@@ -13,18 +13,19 @@ process CONSISTENCY {
     path 'consistency/*', emit: tables  // files, so that each is published on its own
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     def sets = model_sets ? "--model-sets ${model_sets}" : ''
-    def anchors = params.consistency_anchors ?
-        params.consistency_anchors.toString().tokenize(',').collect { "--anchors ${it.trim()}" }.join(' ') : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
-    pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency \\
-        --permutations ${params.permutations} --bootstrap ${params.bootstrap} --seed ${params.seed} \\
-        --transform ${params.consistency_transform} ${anchors} ${sets} ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency ${sets} \\
+        ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
@@ -33,6 +34,6 @@ process CONSISTENCY {
     touch consistency/consistency.csv consistency/clusters.csv consistency/metric_agreement.csv \\
         consistency/anchors.csv consistency/anchor_tests.csv
     ${model_sets ? 'touch consistency/model_set_pairs.csv consistency/model_set_pairs_summary.csv' : ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

@@ -6,15 +6,19 @@ process DEMO_DATA {
     path 'demo-data', emit: root
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     """
-    pysim-demo-data --out-dir demo-data ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-demo-data --out-dir demo-data ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
     mkdir -p demo-data
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

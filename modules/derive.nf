@@ -1,27 +1,31 @@
-// DERIVE_FEATURES: features of one model on one derived dataset (a BREEDS task or
-// imagenet-subset-<N>k), sliced by rows from that model's wds/imagenet1k features file:
-// cheap HDF5 reads and writes in blocks, no images and no model (DESIGN §3).
+// DERIVE_FEATURES: features of one representation on one derived dataset (a BREEDS task or
+// imagenet-subset-<N>k), sliced by rows from that representation's wds/imagenet1k features
+// file: cheap HDF5 reads and writes in blocks, no images and no model (DESIGN §3).
 process DERIVE_FEATURES {
-    tag "${model_id} ${key}"
+    tag "${meta.id} ${meta.dataset}"
     label 'process_single'
 
     input:
-    tuple val(dataset_id), val(key), val(model_id), path(imagenet, stageAs: 'imagenet/*')
+    // meta: the representation's, dataset and dataset_id the derived one's
+    tuple val(meta), path(imagenet, stageAs: 'imagenet/*')
 
     output:
-    tuple val(key), val(model_id), path("${model_id}.h5"), emit: features
+    tuple val(meta), path("${meta.id}.h5"), emit: features
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     """
-    pysim-derive --features ${imagenet} --dataset '${dataset_id}' --out '${model_id}.h5' \\
-        --seed ${params.seed} ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-derive --features ${imagenet} --dataset '${meta.dataset_id}' --out '${meta.id}.h5' ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
-    touch '${model_id}.h5'
-    pysim-versions "${task.process}" > versions.yml
+    touch '${meta.id}.h5'
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

@@ -3,44 +3,42 @@
 // entries never changes this task's hash; the dataset directory is staged under its own name
 // so that `--dataset-root .` resolves the dataset id inside the task directory.
 // CUDA out of memory ends pysim-extract with exit 75 (retried, conf/base.config): each retry
-// runs with half the batch size of the attempt before (256, 128, 64 with the defaults).
+// runs with half the batch size of the attempt before (conf/modules.config: 256, 128, 64).
 process EXTRACT_FEATURES {
-    tag "${model_id} ${key}"
+    tag "${meta.model} ${meta.dataset}"
     label 'process_gpu'
 
     input:
-    tuple val(model_id), val(model_json), val(dataset_id), val(key), path(dataset_dir), val(ready)
+    // meta: [model, dataset (key), dataset_id, layer_wise, representations] (VALIDATE's tables)
+    tuple val(meta), val(model_json), path(dataset_dir)
+    val ready  // VALIDATE is done
 
     output:
-    // a layer-wise entry (module list or pattern) writes one file per representation into the
-    // task folder: <model_id>.h5 (primary) and <model_id>@<module>.h5
-    tuple val(key), val(model_id), path("${model_id}*.h5"), emit: features
+    // a layer-wise entry (VALIDATE's layer_wise) writes one file per representation into the
+    // task folder: <representation id>.h5
+    tuple val(meta), path("${meta.model}*.h5"), emit: features
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
-    def batch = Math.max(1, (params.batch_size as int).intdiv(1 << (task.attempt - 1)))
-    // --decode only when not the default: the command (and so the cache of runs made before
-    // the option existed) stays the same with --decode cpu
-    def decode = params.decode == 'cpu' ? '' : " --decode ${params.decode}"
-    def entry = new groovy.json.JsonSlurper().parseText(model_json)[model_id]
-    def names = entry.module_name instanceof List ? entry.module_name : [entry.module_name]
-    def out = names.size() > 1 || names.any { it.toString() =~ /[*?\[]/ } ? '.' : "${model_id}.h5"
+    def args = task.ext.args ?: ''
+    def out = meta.layer_wise ? '.' : "${meta.model}.h5"
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > model_entry.json <<'PYSIM_MODEL_ENTRY'
 ${model_json}
 PYSIM_MODEL_ENTRY
-    pysim-extract --models model_entry.json --model-id '${model_id}' \\
-        --dataset-root . --dataset '${dataset_id}' --out '${out}' \\
-        --device ${params.device} --precision ${params.precision} \\
-        --batch-size ${batch} --num-workers ${params.num_workers} \\
-        --feature-dtype ${params.feature_dtype}${decode} ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-extract --models model_entry.json --model-id '${meta.model}' \\
+        --dataset-root . --dataset '${meta.dataset_id}' --out '${out}' ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
+    def files = (meta.representations ?: [meta.model]).collect { "'${it}.h5'" }.join(' ')
     """
-    touch '${model_id}.h5'
-    pysim-versions "${task.process}" > versions.yml
+    touch ${files}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

@@ -21,24 +21,26 @@ process REPORT {
     path 'report', emit: report
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def links = [probe_targets, probes instanceof List ? probes : [probes]].transpose()
         .collect { target, file ->
             "mkdir -p results/probes/${target[0]} && ln -s \"\$PWD/${file}\" 'results/probes/${target[0]}/${target[1]}.json'"
         }.join('\n    ')
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
-    def outdir = file(params.outdir).toAbsolutePath().toString()
     """
     ${links}
-    pysim-report --results-dir results --out-dir report --models ${models} ${info} \\
-        --run-outdir '${outdir}' ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-report --results-dir results --out-dir report --models ${models} ${info} ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
     mkdir -p report/figures report/assets
     echo '<html></html>' > report/index.html
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

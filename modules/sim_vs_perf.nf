@@ -14,18 +14,22 @@ process SIM_VS_PERF {
     path 'similarity_vs_gap.csv', emit: table
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
     def probe_args = probes.collect { "--probes ${it}" }.join(' ')
     """
     pysim-sim-vs-perf ${sim_args} ${probe_args} --datasets-table ${datasets_table} \\
-        --out similarity_vs_gap.csv ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+        --out similarity_vs_gap.csv ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
     touch similarity_vs_gap.csv
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

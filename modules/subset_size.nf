@@ -13,18 +13,22 @@ process SUBSET_SIZE {
     path 'subset_size*.csv', emit: table
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def files = similarities instanceof List ? similarities : [similarities]
-    def args = files.collect { "--similarities ${it}" }.join(' ')
+    def sim_args = files.collect { "--similarities ${it}" }.join(' ')
     """
-    pysim-subset-size ${args} --reference 10 --out subset_size.csv ${task.ext.args ?: ''}
-    pysim-versions "${task.process}" > versions.yml
+    pysim-subset-size ${sim_args} --reference 10 --out subset_size.csv ${args}
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
     echo 'metric,samples_per_class,pearson_r' > subset_size.csv
     touch subset_size_delta.csv subset_size_matrices.csv
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

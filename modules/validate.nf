@@ -2,8 +2,9 @@
 // any work, and resolves every model's weights offline in the tasks' own environment (image,
 // --weights_dir caches): a missing weights file stops the run here, before any GPU job.
 // It writes the tables the workflow builds its channels from (pysim/validate.py), so that
-// main.nf keeps no copy of the loaders' rules: models.json (the --model_ids entries, weights
-// paths absolute) and datasets.json (rows: id, key, folder, derived_from, role, probe,
+// the workflow keeps no copy of the loaders' rules: models.json (the --model_ids entries,
+// weights paths absolute, each with layer_wise and its representation ids in order, patterns
+// expanded against the architecture with --check-weights) and datasets.json (rows: id, key, folder, derived_from, role, probe,
 // performance; --performance_datasets matched to the dataset list by display name there).
 process VALIDATE {
     label 'process_single'
@@ -24,16 +25,20 @@ process VALIDATE {
     path 'datasets.json', emit: datasets
     path 'versions.yml', emit: versions
 
+    when:
+    task.ext.when == null || task.ext.when
+
     script:
+    def args = task.ext.args ?: ''
     def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
     def perf = performance ? "--performance-datasets ${performance}" : ''
     """
     pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
         --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
         --subset-sizes '${subset_sizes}' --write-models models.json \\
-        --write-datasets datasets.json ${task.ext.args ?: ''} > validate.txt
+        --write-datasets datasets.json ${args} > validate.txt
     cat validate.txt
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
@@ -44,6 +49,6 @@ process VALIDATE {
     pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
         ${info} --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
         --write-models models.json --write-datasets datasets.json > validate.txt
-    pysim-versions "${task.process}" > versions.yml
+    pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

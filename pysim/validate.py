@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,12 @@ from pysim.config import (
     dataset_entries,
     dataset_key,
     derived_kind,
+    is_pattern,
     load_dataset_info,
     load_dataset_list,
     load_metrics,
     load_models,
+    representation_id,
 )
 from pysim.errors import InputError
 
@@ -154,15 +158,40 @@ def select_models(models: dict[str, ModelEntry], model_ids: list[str] | None,
     return models
 
 
-def model_table(models: dict[str, ModelEntry], models_path: str | os.PathLike) -> dict:
-    """id -> the table's own entry, a relative weights path made absolute (table's folder)."""
+def natural_key(text: str) -> str:
+    """`text` with every run of digits as ten digits: blocks.2 sorts before blocks.10."""
+    return re.sub(r"\d+", lambda m: m.group().zfill(10), text)
+
+
+def plain_representations(entry: ModelEntry) -> list[str] | None:
+    """The representation ids of an entry without patterns (primary first); None for a
+    pattern, whose names only the architecture knows (pysim.models.representation_ids)."""
+    if any(is_pattern(m) for m in entry.modules):
+        return None
+    return [representation_id(entry.model_id, m, k == 0) for k, m in enumerate(entry.modules)]
+
+
+def model_table(models: dict[str, ModelEntry], models_path: str | os.PathLike,
+                expand: Callable[[ModelEntry], list[str] | None] = plain_representations
+                ) -> dict:
+    """id -> the table's own entry, a relative weights path made absolute (table's folder),
+    plus what the workflow builds its channels from, decided here once: `layer_wise` (the
+    extraction writes one file per representation) and `representations` (the ids in order,
+    primary first and the others in natural order;
+    by `expand`, null where a pattern could not be expanded here)."""
     base = Path(models_path).resolve().parent
     out = {}
     for model_id, entry in models.items():
         raw = dict(entry.raw)
         if isinstance(raw.get("weights"), str) and not raw["weights"].startswith("/"):
             raw["weights"] = os.path.normpath(base / raw["weights"])
-        out[model_id] = raw
+        try:
+            reps = expand(entry)
+        except InputError:  # a pattern matching no module: the resolution report says so
+            reps = None
+        if reps:  # rows of the similarity files: primary first, the others in natural order
+            reps = reps[:1] + sorted(reps[1:], key=natural_key)
+        out[model_id] = {**raw, "layer_wise": entry.multi, "representations": reps}
     return out
 
 

@@ -76,9 +76,16 @@ def demo_run_args(inputs: dict[str, Path], outdir: str = "results") -> list[str]
 
 
 def read_trace(path: Path) -> list[dict[str, str]]:
-    """Rows of a Nextflow trace file (tab-separated, header line)."""
+    """Rows of a Nextflow trace file (tab-separated, header line), each process by its own
+    name: the workflow scope (`NFCORE_PYSIM:PYSIM:FEATURES:`) left out of process and name."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    for row in rows:
+        for column in ("process", "name"):
+            if column in row:
+                row[column] = row[column].rpartition(":")[2] if column == "process" \
+                    else re.sub(r"^[\w:]*:", "", row[column])
+    return rows
 
 
 def run_files(info: Path, prefix: str) -> list[Path]:

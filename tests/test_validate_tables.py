@@ -26,8 +26,43 @@ def test_model_table_is_the_selected_entries_with_absolute_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr
     table = json.loads(out.read_text())
     assert list(table) == ["b", "c"]  # table order, not the order asked
-    assert table["b"] == {**MODEL, "weights": str(tmp_path / "tables" / "w" / "b.pt")}
-    assert table["c"] == {**MODEL, "weights": "/abs/c.pt"}
+    single = {"layer_wise": False}
+    assert table["b"] == {**MODEL, "weights": str(tmp_path / "tables" / "w" / "b.pt"), **single,
+                          "representations": ["b"]}
+    assert table["c"] == {**MODEL, "weights": "/abs/c.pt", **single, "representations": ["c"]}
+
+
+def test_model_table_decides_the_representations_once(tmp_path):
+    # A module list gives its ids primary first, then in natural order (layer2 < layer3 <
+    # layer10, which a plain sort would not give) as the similarity rows are; a pattern
+    # is expanded (with --resolve) against resnet18's own modules (layer<k>.1 for k = 1..4,
+    # not its sub-modules); without --resolve (no torch) a pattern stays null.
+    (tmp_path / "tables").mkdir()
+    models = tmp_path / "tables" / "models.json"
+    plain = {**MODEL, "pretrained": False}
+    models.write_text(json.dumps({
+        "one": plain,
+        "list": {**plain, "module_name": ["avgpool", "layer3", "layer10", "layer2"]},
+        "pat": {**plain, "module_name": ["avgpool", "layer*.1"]},
+    }))
+    datasets = tmp_path / "datasets.txt"
+    datasets.write_text("wds/vtab/cifar10\n")
+    args = ["--models", models, "--datasets", datasets,
+            "--metrics", SEED / "similarity_metric_config_local_global.json"]
+    for flags, pattern in (([], None),
+                           (["--resolve"], ["pat", "pat@layer1.1", "pat@layer2.1",
+                                            "pat@layer3.1", "pat@layer4.1"])):
+        out = tmp_path / f"out{len(flags)}.json"
+        proc = run_cli("pysim-validate", *args, *flags, "--write-models", out)
+        assert proc.returncode == 0, proc.stderr
+        table = json.loads(out.read_text())
+        assert [table[i]["layer_wise"] for i in table] == [False, True, True]
+        assert table["one"]["representations"] == ["one"]
+        assert table["list"]["representations"] == ["list", "list@layer2", "list@layer3",
+                                                  "list@layer10"]
+        assert table["pat"]["representations"] == pattern
+        # the entry itself is the table's, untouched
+        assert table["list"]["module_name"] == ["avgpool", "layer3", "layer10", "layer2"]
 
 
 def test_unknown_model_id_is_one_line(tmp_path):

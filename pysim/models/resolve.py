@@ -370,20 +370,33 @@ def architecture_modules(entry: ModelEntry) -> tuple[list[str], str]:
     return [n for n, _ in model.named_modules() if n], type(model).__name__
 
 
-def representations(entry: ModelEntry) -> str:
+def representation_ids(entry: ModelEntry) -> list[str] | None:
     """A layer-wise entry's representation ids (primary first), patterns expanded against the
-    architecture's own modules, as extraction will expand them (InputError: none match)."""
+    architecture's own modules, as extraction will expand them (InputError: none match); None
+    when a pattern cannot be expanded here (the architecture cannot be built, e.g. a torch.hub
+    repository not cached)."""
     from pysim.models.extractor import expand_module_names
 
     modules = list(entry.modules)
     if any(is_pattern(m) for m in modules):
         try:
             known, owner = architecture_modules(entry)
-        except Exception as exc:  # noqa: BLE001 - e.g. a torch.hub repo not cached here
-            return (f"module_name {modules} not expanded: cannot build the architecture "
-                    f"here ({type(exc).__name__}: {str(exc).strip()[:200]})")
+        except Exception:  # noqa: BLE001 - e.g. a torch.hub repo not cached here
+            return None
         modules = expand_module_names(known, modules, owner)
-    return ", ".join(representation_id(entry.model_id, m, k == 0) for k, m in enumerate(modules))
+    return [representation_id(entry.model_id, m, k == 0) for k, m in enumerate(modules)]
+
+
+def representations(entry: ModelEntry) -> str:
+    """representation_ids as one report line (or why a pattern was not expanded)."""
+    ids = representation_ids(entry)
+    if ids is None:
+        try:
+            architecture_modules(entry)
+        except Exception as exc:  # noqa: BLE001 - the reason, for the report
+            return (f"module_name {list(entry.modules)} not expanded: cannot build the "
+                    f"architecture here ({type(exc).__name__}: {str(exc).strip()[:200]})")
+    return ", ".join(ids or [])
 
 
 def _resolve_all(models: dict[str, ModelEntry], base_dir: str | os.PathLike | None

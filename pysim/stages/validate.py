@@ -11,6 +11,7 @@ from pathlib import Path
 from pysim.validate import (
     dataset_table,
     model_table,
+    plain_representations,
     select_models,
     summary,
     validate_inputs,
@@ -36,7 +37,12 @@ def run_validate(models: str | os.PathLike, datasets: str | os.PathLike,
     inputs = validate_inputs(models, datasets, metrics, dataset_root, dataset_info, performance)
     inputs.models = select_models(inputs.models, list(model_ids), Path(models).name)
     if write_models:
-        write_json(model_table(inputs.models, models), write_models)
+        # with --resolve/--check-weights, patterns are expanded against the architecture
+        # (torch), as extraction will expand them; otherwise only plain module lists are
+        expand = plain_representations
+        if resolve or check_weights:
+            from pysim.models.resolve import representation_ids as expand
+        write_json(model_table(inputs.models, models, expand), write_models)
     if write_datasets:
         write_json(dataset_table(inputs.datasets, list(subset_sizes),
                                  performance=inputs.performance, matches=inputs.matches),
