@@ -18,12 +18,12 @@ process CONSISTENCY {
 
     script:
     def args = task.ext.args ?: ''
-    def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
-    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
-    def sets = model_sets ? "--model-sets ${model_sets}" : ''
+    def sim_args = similarities.collect { "--similarities '${it}'" }.join(' ')
+    def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
+    def sets = model_sets ? "--model-sets '${model_sets}'" : ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
-    pysim-consistency ${sim_args} --models ${models} ${info} --out-dir consistency ${sets} \\
+    pysim-consistency ${sim_args} --models '${models}' ${info} --out-dir consistency ${sets} \\
         ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """

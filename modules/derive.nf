@@ -19,7 +19,7 @@ process DERIVE_FEATURES {
     script:
     def args = task.ext.args ?: ''
     """
-    pysim-derive --features ${imagenet} --dataset '${meta.dataset_id}' --out '${meta.id}.h5' ${args}
+    pysim-derive --features '${imagenet}' --dataset '${meta.dataset_id}' --out '${meta.id}.h5' ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 

@@ -25,7 +25,7 @@ process LINEAR_PROBE {
     def args = task.ext.args ?: ''
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
-    pysim-probe --features ${features} --out '${meta.model}.json' \\
+    pysim-probe --features '${features}' --out '${meta.model}.json' \\
         --device ${'process_gpu' in task.label ? 'cuda' : 'cpu'} ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """

@@ -30,10 +30,10 @@ process REPORT {
         .collect { target, file ->
             "mkdir -p results/probes/${target[0]} && ln -s \"\$PWD/${file}\" 'results/probes/${target[0]}/${target[1]}.json'"
         }.join('\n    ')
-    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
+    def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
     """
     ${links}
-    pysim-report --results-dir results --out-dir report --models ${models} ${info} ${args}
+    pysim-report --results-dir results --out-dir report --models '${models}' ${info} ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 

@@ -19,10 +19,10 @@ process SIM_VS_PERF {
 
     script:
     def args = task.ext.args ?: ''
-    def sim_args = similarities.collect { "--similarities ${it}" }.join(' ')
-    def probe_args = probes.collect { "--probes ${it}" }.join(' ')
+    def sim_args = similarities.collect { "--similarities '${it}'" }.join(' ')
+    def probe_args = probes.collect { "--probes '${it}'" }.join(' ')
     """
-    pysim-sim-vs-perf ${sim_args} ${probe_args} --datasets-table ${datasets_table} \\
+    pysim-sim-vs-perf ${sim_args} ${probe_args} --datasets-table '${datasets_table}' \\
         --out similarity_vs_gap.csv ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """

@@ -21,20 +21,20 @@ process COMPUTE_SIMILARITY {
     script:
     def args = task.ext.args ?: ''
     def feature_args = (features instanceof List ? features : [features])
-        .collect { "--features ${it}" }.join(' ')
+        .collect { "--features '${it}'" }.join(' ')
     """
     export OMP_NUM_THREADS=${task.cpus} MKL_NUM_THREADS=${task.cpus}
     cat > metrics.json <<'PYSIM_METRICS'
 ${metrics_json}
 PYSIM_METRICS
-    pysim-similarity ${feature_args} --metrics metrics.json --subset ${subset} \\
-        --out ${meta.dataset}.h5 ${args}
+    pysim-similarity ${feature_args} --metrics metrics.json --subset '${subset}' \\
+        --out '${meta.dataset}.h5' ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
     stub:
     """
-    touch ${meta.dataset}.h5
+    touch '${meta.dataset}.h5'
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 }

@@ -16,7 +16,7 @@ process MAKE_SUBSET {
     script:
     def args = task.ext.args ?: ''
     """
-    pysim-subset --features ${features} --out ${meta.dataset}.json ${args}
+    pysim-subset --features '${features}' --out '${meta.dataset}.json' ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 
@@ -46,7 +46,7 @@ process FULL_SUBSET {
     script:
     def args = task.ext.args ?: ''
     """
-    pysim-subset --features ${features} --out ${meta.dataset}.json --max-samples 2147483647 ${args}
+    pysim-subset --features '${features}' --out '${meta.dataset}.json' --max-samples 2147483647 ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
     """
 

@@ -19,7 +19,7 @@ process SUBSET_SIZE {
     script:
     def args = task.ext.args ?: ''
     def files = similarities instanceof List ? similarities : [similarities]
-    def sim_args = files.collect { "--similarities ${it}" }.join(' ')
+    def sim_args = files.collect { "--similarities '${it}'" }.join(' ')
     """
     pysim-subset-size ${sim_args} --reference 10 --out subset_size.csv ${args}
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml

@@ -30,10 +30,10 @@ process VALIDATE {
 
     script:
     def args = task.ext.args ?: ''
-    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
-    def perf = performance ? "--performance-datasets ${performance}" : ''
+    def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
+    def perf = performance ? "--performance-datasets '${performance}'" : ''
     """
-    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
+    pysim-validate --models '${models}' --datasets '${datasets}' --metrics '${metrics}' ${perf} \\
         --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
         --subset-sizes '${subset_sizes}' --write-models models.json \\
         --write-datasets datasets.json ${args} > validate.txt
@@ -43,10 +43,10 @@ process VALIDATE {
 
     stub:
     // the tables are real (the workflow's channels follow them), the performance match too
-    def info = dataset_info ? "--dataset-info ${dataset_info}" : ''
-    def perf = performance ? "--performance-datasets ${performance}" : ''
+    def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
+    def perf = performance ? "--performance-datasets '${performance}'" : ''
     """
-    pysim-validate --models ${models} --datasets ${datasets} --metrics ${metrics} ${perf} \\
+    pysim-validate --models '${models}' --datasets '${datasets}' --metrics '${metrics}' ${perf} \\
         ${info} --model-ids '${model_ids}' --subset-sizes '${subset_sizes}' \\
         --write-models models.json --write-datasets datasets.json > validate.txt
     pysim-versions "${task.process.tokenize(':')[-1]}" > versions.yml
