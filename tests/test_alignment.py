@@ -243,8 +243,8 @@ def thingsvision_transforms(request, tmp_path_factory):
     """thingsvision 2.6.10's own thingsvision/utils/alignment/transforms.py, from its wheel
     (PyPI, no dependencies; cached by pytest), imported alone; skipped without PyPI."""
     cache = getattr(request.config, "cache", None)
-    root = Path(cache.mkdir("thingsvision-2.6.10")) if cache is not None \
-        else tmp_path_factory.mktemp("thingsvision-2.6.10")
+    root = Path(cache.mkdir("thingsvision-2.6.10-wheel")) if cache is not None \
+        else tmp_path_factory.mktemp("thingsvision-2.6.10-wheel")
     source = root / "thingsvision" / "utils" / "alignment" / "transforms.py"
     if not source.is_file():
         proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d",

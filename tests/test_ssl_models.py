@@ -75,8 +75,9 @@ def one_thread():
 def tv_root(request) -> Path:
     """thingsvision 2.6.10 from its wheel, without dependencies, in the pytest cache."""
     root = Path(request.config.cache.mkdir(f"thingsvision-{TV_VERSION}"))
-    if not (root / "thingsvision" / "utils" / "models" / "dino").is_dir():
+    if not (root / f"thingsvision-{TV_VERSION}.dist-info").is_dir():  # a complete install
         proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
+                               "--upgrade",
                                "--disable-pip-version-check", "--target", str(root),
                                f"thingsvision=={TV_VERSION}"], capture_output=True, text=True)
         if proc.returncode != 0:
