@@ -7,7 +7,7 @@ NEXTFLOW ?= nextflow
 DEMO_OUT ?= $(ROOT)/demo-results
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-python setup-nextflow setup-test-system demo demo-layers test lint clean
+.PHONY: setup setup-python setup-nextflow setup-test-system demo demo-layers test test-fast lint clean
 
 setup: setup-python setup-nextflow
 
@@ -35,6 +35,12 @@ demo-layers: setup
 test: setup setup-test-system
 	ruff check pysim bin tests benchmarks
 	python -m pytest $(PYTEST_ARGS)
+
+# The unit and entry-point tests only: no test marked slow (workflow runs, SLURM, Apptainer,
+# the nf-core linter); for quick checks while editing, not a replacement for `make test`
+test-fast: setup
+	ruff check pysim bin tests benchmarks
+	python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup-python
 	ruff check pysim bin tests benchmarks
