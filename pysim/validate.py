@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +140,21 @@ def performance_summary(datasets: list[str], matches: dict[str, str]) -> str:
         line += (f"\nWARNING: no dataset of --performance_datasets has the display name of "
                  f"{', '.join(unmatched)}: left out of the similarity-vs-gap analysis")
     return line
+
+
+def check_analysis_ids(inputs: Inputs, anchors: Sequence[str] = (),
+                       anchor_test_metrics: Sequence[str] = ()) -> None:
+    """CONSISTENCY's id options, checked before any work: anchors must be models of the
+    (selected) table, anchor-test metrics ids of the metric list; else one InputError."""
+    unknown = [a for a in anchors if a not in inputs.models]
+    if unknown:
+        raise InputError(f"--consistency_anchors: unknown model id '{unknown[0]}' "
+                         "(not among the models of the run)")
+    ids = [m.id for m in inputs.metrics]
+    unknown = [m for m in anchor_test_metrics if m not in ids]
+    if unknown:
+        raise InputError(f"--consistency_anchor_test_metrics: unknown metric id '{unknown[0]}' "
+                         f"(the metric list has: {', '.join(ids)})")
 
 
 # --- the tables the workflow reads (VALIDATE's outputs) ---------------------------------
