@@ -27,7 +27,7 @@ from pysim.config import (
     load_models,
     representation_id,
 )
-from pysim.errors import InputError
+from pysim.errors import DiskFullError, InputError, is_disk_full
 
 # Roles of VALIDATE's dataset rows (DESIGN §7): analysed (in --datasets), performance (in
 # --performance_datasets only: probed, not analysed), extracted (ImageNet, extracted only for
@@ -257,5 +257,13 @@ def performance_map(rows: list[dict]) -> dict[str, str]:
 
 
 def write_json(data, path: str | os.PathLike) -> None:
-    """Write `data` as indented JSON (the workflow reads it with splitJson)."""
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    """Write `data` as indented JSON (the workflow reads it with splitJson); a full disk is
+    one DiskFullError line naming the folder, and no partial file is left."""
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise DiskFullError(Path(path).resolve().parent, len(text.encode())) from None
