@@ -1,4 +1,4 @@
-"""The one exception type for bad user input; entry points turn it into exit code 2."""
+"""The exception types for bad input (and a full disk); entry points turn them into exit code 2."""
 
 
 class InputError(Exception):
