@@ -6,6 +6,8 @@
 // weights paths absolute, each with layer_wise and its representation ids in order, patterns
 // expanded against the architecture with --check-weights) and datasets.json (rows: id, key, folder, derived_from, role, probe,
 // performance; --performance_datasets matched to the dataset list by display name there).
+// CONSISTENCY's options are checked here too, before any extraction: the --model_sets file
+// (input) and the anchor and anchor-test-metric ids (ext.args, conf/modules.config).
 process VALIDATE {
     label 'process_single'
 
@@ -16,6 +18,7 @@ process VALIDATE {
     path metrics
     path dataset_root, stageAs: 'dataset_root'
     path dataset_info
+    path model_sets, stageAs: 'model_sets/*'  // --model_sets, or [] (none)
     val model_ids     // comma-separated, or '' for every model
     val subset_sizes  // images per class of the subset-size sensitivity, or ''
 
@@ -32,9 +35,10 @@ process VALIDATE {
     def args = task.ext.args ?: ''
     def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
     def perf = performance ? "--performance-datasets '${performance}'" : ''
+    def sets = model_sets ? "--model-sets '${model_sets}'" : ''
     """
     pysim-validate --models '${models}' --datasets '${datasets}' --metrics '${metrics}' ${perf} \\
-        --dataset-root dataset_root ${info} --check-weights --model-ids '${model_ids}' \\
+        --dataset-root dataset_root ${info} ${sets} --check-weights --model-ids '${model_ids}' \\
         --subset-sizes '${subset_sizes}' --write-models models.json \\
         --write-datasets datasets.json ${args} > validate.txt
     cat validate.txt
@@ -42,7 +46,8 @@ process VALIDATE {
     """
 
     stub:
-    // the tables are real (the workflow's channels follow them), the performance match too
+    // the tables are real (the workflow's channels follow them), the performance match too;
+    // CONSISTENCY's options are not checked (the stub's CONSISTENCY does not read them)
     def info = dataset_info ? "--dataset-info '${dataset_info}'" : ''
     def perf = performance ? "--performance-datasets '${performance}'" : ''
     """

@@ -12,7 +12,7 @@ import traceback
 
 import click
 
-from pysim.errors import InputError
+from pysim.errors import DiskFullError, InputError, is_disk_full
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
@@ -52,15 +52,26 @@ def run(command: click.Command) -> None:
         message = " ".join(str(exc).split())
         click.echo(f"{prog}: error: {message}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            _internal(prog, exc, debug)
+        folder = os.path.dirname(os.path.abspath(exc.filename)) if exc.filename else os.getcwd()
+        click.echo(f"{prog}: error: {DiskFullError(folder)}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     except Exception as exc:  # noqa: BLE001 - no traceback without --debug
-        if debug:
-            traceback.print_exc()
-        detail = " ".join(str(exc).split())[:300]
-        click.echo(f"{prog}: internal error: {type(exc).__name__}"
-                   f"{': ' + detail if detail else ''}; rerun with --debug for the traceback",
-                   err=True)
-        sys.exit(EXIT_INTERNAL)
+        _internal(prog, exc, debug)
     sys.exit(0)
+
+
+def _internal(prog: str, exc: BaseException, debug: bool) -> None:
+    """One 'internal error' line and exit 1 (with --debug: the traceback)."""
+    if debug:
+        traceback.print_exc()
+    detail = " ".join(str(exc).split())[:300]
+    click.echo(f"{prog}: internal error: {type(exc).__name__}"
+               f"{': ' + detail if detail else ''}; rerun with --debug for the traceback",
+               err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 def _resolve_device(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from pysim.config import (
     load_models,
     representation_id,
 )
-from pysim.errors import InputError
+from pysim.errors import DiskFullError, InputError, is_disk_full
 
 # Roles of VALIDATE's dataset rows (DESIGN §7): analysed (in --datasets), performance (in
 # --performance_datasets only: probed, not analysed), extracted (ImageNet, extracted only for
@@ -142,6 +142,21 @@ def performance_summary(datasets: list[str], matches: dict[str, str]) -> str:
     return line
 
 
+def check_analysis_ids(inputs: Inputs, anchors: Sequence[str] = (),
+                       anchor_test_metrics: Sequence[str] = ()) -> None:
+    """CONSISTENCY's id options, checked before any work: anchors must be models of the
+    (selected) table, anchor-test metrics ids of the metric list; else one InputError."""
+    unknown = [a for a in anchors if a not in inputs.models]
+    if unknown:
+        raise InputError(f"--consistency_anchors: unknown model id '{unknown[0]}' "
+                         "(not among the models of the run)")
+    ids = [m.id for m in inputs.metrics]
+    unknown = [m for m in anchor_test_metrics if m not in ids]
+    if unknown:
+        raise InputError(f"--consistency_anchor_test_metrics: unknown metric id '{unknown[0]}' "
+                         f"(the metric list has: {', '.join(ids)})")
+
+
 # --- the tables the workflow reads (VALIDATE's outputs) ---------------------------------
 
 def select_models(models: dict[str, ModelEntry], model_ids: list[str] | None,
@@ -242,5 +257,13 @@ def performance_map(rows: list[dict]) -> dict[str, str]:
 
 
 def write_json(data, path: str | os.PathLike) -> None:
-    """Write `data` as indented JSON (the workflow reads it with splitJson)."""
-    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    """Write `data` as indented JSON (the workflow reads it with splitJson); a full disk is
+    one DiskFullError line naming the folder, and no partial file is left."""
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise DiskFullError(Path(path).resolve().parent, len(text.encode())) from None

@@ -4,8 +4,9 @@ import json
 import shutil
 
 import pytest
+import yaml
 
-from conftest import SEED, assert_bad_input, run_cli
+from conftest import ROOT, SEED, assert_bad_input, run_cli
 
 GOOD_MODEL = {"model_name": "resnet18", "source": "torchvision", "module_name": "avgpool",
               "model_parameters": {}, "objective": "Supervised"}
@@ -116,3 +117,58 @@ def test_missing_file_and_missing_option(inputs, tmp_path):
 def test_help_exits_zero():
     proc = run_cli("pysim-validate", "--help")
     assert proc.returncode == 0 and "--dataset-root" in proc.stdout
+
+
+# --- CONSISTENCY's options, refused by VALIDATE before any work (issue 21) ------------------
+
+def paper_inputs():
+    paper = ROOT / "assets" / "paper"
+    return {"models": paper / "models_config_wo_alignment.json",
+            "datasets": paper / "webdatasets_w_insub10k.txt",
+            "metrics": paper / "similarity_metric_config_local_global.json"}, paper
+
+
+def test_paper_model_sets_anchors_and_metrics_pass():
+    inputs, paper = paper_inputs()
+    params = yaml.safe_load((paper / "params.yaml").read_text())
+    args = ["--model-sets", paper / "model_sets.yaml"]
+    for anchor in params["consistency_anchors"].split(","):
+        args += ["--anchors", anchor]
+    for metric in params["consistency_anchor_test_metrics"].split(","):
+        args += ["--anchor-test-metrics", metric]
+    proc = validate(inputs, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert "inputs OK" in proc.stdout
+
+
+def test_unknown_anchor_is_refused(inputs):
+    assert_bad_input(validate(inputs, "--anchors", "m1", "--anchors", "nope"),
+                     "--consistency_anchors", "'nope'")
+
+
+def test_anchor_outside_the_selected_models_is_refused(inputs):
+    assert_bad_input(validate(inputs, "--model-ids", "m1", "--anchors", "m2"),
+                     "--consistency_anchors", "'m2'")
+
+
+def test_unknown_anchor_test_metric_is_refused(inputs):
+    assert_bad_input(validate(inputs, "--anchor-test-metrics", "cka_kernel_linear_unbiased",
+                              "--anchor-test-metrics", "cka_linear"),
+                     "--consistency_anchor_test_metrics", "'cka_linear'",
+                     "cka_kernel_linear_unbiased")
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("sets: {A: [{add: {model: [m1, m2]}}]}\npairs: [[A, B]]\n", ["unknown set 'B'"]),
+    ("sets: {A: [{add: {model: [m1, m9]}}]}\npairs: [[A, A]]\n", ["unknown model id 'm9'"]),
+    ("sets: {A: [{add: {colour: red}}]}\npairs: [[A, A]]\n", ["unknown category 'colour'"]),
+    ("sets: [unclosed\n", ["not valid YAML/JSON"]),
+])
+def test_bad_model_sets_file_is_refused(inputs, tmp_path, text, fragments):
+    sets = tmp_path / "sets.yaml"
+    sets.write_text(text)
+    assert_bad_input(validate(inputs, "--model-sets", sets), "sets.yaml", *fragments)
+
+
+def test_missing_model_sets_file_is_refused(inputs, tmp_path):
+    assert_bad_input(validate(inputs, "--model-sets", tmp_path / "none.yaml"), "none.yaml")

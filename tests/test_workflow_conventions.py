@@ -187,6 +187,9 @@ def test_model_sets_file_reaches_consistency(stub_run):
     staged = workdir / "model_sets" / "model_sets.yaml"
     assert staged.resolve() == REPO / "assets" / "paper" / "model_sets.yaml"
     assert (stub_run["out"] / "consistency" / "model_set_pairs.csv").is_symlink()
+    # VALIDATE gets it too (the real script refuses a bad one before any extraction)
+    workdir = Path(next(row["workdir"] for row in rows if row["process"] == "VALIDATE"))
+    assert (workdir / "model_sets" / "model_sets.yaml").resolve() == staged.resolve()
 
 
 @pytest.mark.slow

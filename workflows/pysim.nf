@@ -25,7 +25,7 @@ workflow PYSIM {
 
     // VALIDATE first: the selected models' weights are checked before any extraction, and
     // its tables are what the channels below are built from (no rule of the loaders here)
-    VALIDATE(modelsFile, file(params.datasets), perfFile, metricsFile, root, infoFile,
+    VALIDATE(modelsFile, file(params.datasets), perfFile, metricsFile, root, infoFile, setsFile,
              params.model_ids ? params.model_ids.toString() : '',
              params.subset_sizes ? params.subset_sizes.toString() : '')
     // a constant gate: EXTRACT waits for VALIDATE without hashing its (table-dependent) output

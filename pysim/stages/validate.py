@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pysim.validate import (
+    check_analysis_ids,
     dataset_table,
     model_table,
     plain_representations,
@@ -26,16 +27,26 @@ def run_validate(models: str | os.PathLike, datasets: str | os.PathLike,
                  subset_sizes: Sequence[int] = (),
                  performance: str | os.PathLike | None = None,
                  write_models: str | os.PathLike | None = None,
-                 write_datasets: str | os.PathLike | None = None) -> Iterator[str]:
+                 write_datasets: str | os.PathLike | None = None,
+                 model_sets: str | os.PathLike | None = None,
+                 anchors: Sequence[str] = (),
+                 anchor_test_metrics: Sequence[str] = ()) -> Iterator[str]:
     """Yield the summary, the resolution report if asked, then 'inputs OK'; InputError if bad.
 
     `performance` is the --performance_datasets list (None: the similarity list), matched
     to the similarity datasets by display name. `model_ids` restricts the models (checked,
     resolved and written); the tables are written before the weights are checked, only once
-    the inputs are valid.
+    the inputs are valid. `model_sets`, `anchors` and `anchor_test_metrics` are
+    CONSISTENCY's options, checked here (with its own parser) so that a bad one stops the
+    run before any extraction.
     """
     inputs = validate_inputs(models, datasets, metrics, dataset_root, dataset_info, performance)
     inputs.models = select_models(inputs.models, list(model_ids), Path(models).name)
+    check_analysis_ids(inputs, anchors, anchor_test_metrics)
+    if model_sets:
+        from pysim.stages.consistency import load_model_sets  # pandas: only when asked
+
+        load_model_sets(model_sets, models)
     if write_models:
         # with --resolve/--check-weights, patterns are expanded against the architecture
         # (torch), as extraction will expand them; otherwise only plain module lists are

@@ -237,6 +237,9 @@ def completionSummary(String outdir) {
         status     : workflow.success ? 'succeeded' : 'failed',
         exitStatus : workflow.exitStatus,
         errorMessage: workflow.success ? null : workflow.errorMessage,
+        diskFull   : workflow.success ? null :
+            diskFullLine([workflow.errorMessage, workflow.errorReport].findAll().join('\n'),
+                         out, workflow.workDir.toString()),
         start      : workflow.start.toString(),
         complete   : workflow.complete.toString(),
         duration   : workflow.duration.toString(),
@@ -249,6 +252,33 @@ def completionSummary(String outdir) {
     ]
 }
 
+/**
+ * A run that failed for lack of space (a task's stderr or a publishing error says "No space
+ * left on device"): one line naming the folder, the space it needed where known (pysim's own
+ * line says it), and that -resume continues once space is freed; null for any other end.
+ */
+def diskFullLine(String text, String outdir, String workDir) {
+    if (!text || !text.toLowerCase().contains('no space left on device')) {
+        return null
+    }
+    def folder = null
+    def needed = null
+    def own = text =~ /no space left on device in (\S.*?)(?: \(it needed ([^)]+)\))?;/
+    if (own.find()) {  // pysim's DiskFullError line
+        folder = own.group(1)
+        needed = own.group(2)
+    } else {  // java.nio / coreutils: "<path>: No space left on device"
+        def path = text =~ /(?:'|`)?(\/[^\s:'`]+)(?:'|`)?:\s*No space left on device/
+        if (path.find()) {
+            def found = new File(path.group(1))
+            folder = found.isDirectory() ? found.path : found.parent
+        }
+    }
+    def where = folder ?: "the output folder ${outdir} or the work folder ${workDir}"
+    return "pysim: no space left on device in ${where}" + (needed ? " (it needed ${needed})" : '') +
+        '; free space there and rerun with -resume, which continues where the run stopped'
+}
+
 /** The summary as text lines (log and mail). */
 def summaryText(Map summary) {
     def t = summary.tasks
@@ -256,7 +286,8 @@ def summaryText(Map summary) {
             "  tasks: ${t.succeeded} succeeded, ${t.cached} cached, ${t.failed} failed, ${t.ignored} ignored",
             "  outdir: ${summary.outdir}",
             summary.report ? "  report: ${summary.report}" : "  error: ${summary.errorMessage ?: 'see .nextflow.log'}",
-    ].join('\n')
+            summary.diskFull,
+    ].findAll().join('\n')
 }
 
 /** --email / --email_on_fail: the summary through Nextflow's mail support (`mail` scope). */
