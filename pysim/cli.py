@@ -13,6 +13,8 @@ import traceback
 import click
 
 from pysim.errors import DiskFullError, InputError, is_disk_full
+from pysim.ids import check_id  # noqa: F401 - the entry points' id check
+from pysim.outputs import check_outputs  # noqa: F401 - the entry points' output check
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1
