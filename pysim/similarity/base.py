@@ -196,6 +196,11 @@ def flag(entry: dict[str, Any], where: str, key: str, default: bool) -> bool:
     return value
 
 
+def too_few_for_k(k: int, n: int) -> str | None:
+    """Why n samples are too few for k nearest neighbours (self excluded), or None."""
+    return f"k={k} needs more than {k} samples, got {n}" if k >= n else None
+
+
 def positive_int(entry: dict[str, Any], where: str, key: str, default: int, what: str) -> int:
     """entry[key], a positive integer."""
     value = entry.get(key, default)

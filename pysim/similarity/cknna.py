@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 from pysim.config import MetricSpec
-from pysim.similarity.base import Kind, MetricFamily, positive_int, row_blocks, torch
+from pysim.similarity.base import Kind, MetricFamily, positive_int, row_blocks, too_few_for_k, torch
 
 ROWS = 2048
 
@@ -49,8 +49,7 @@ class CKNNAMetric(MetricFamily):
 
     @classmethod
     def size_problem(cls, spec: MetricSpec, n: int) -> str | None:
-        k = spec.option("k", 10)
-        return f"k={k} needs more than {k} samples, got {n}" if k >= n else None
+        return too_few_for_k(spec.option("k", 10), n)
 
     def __init__(self, spec: MetricSpec, n: int):
         super().__init__(spec, n)

@@ -16,6 +16,7 @@ from pysim.similarity.base import (  # torch: imported on first use
     diag_index,
     positive_int,
     row_blocks,
+    too_few_for_k,
     torch,
 )
 
@@ -40,9 +41,7 @@ class MutualKNNMetric(MetricFamily):
 
     @classmethod
     def size_problem(cls, spec: MetricSpec, n: int) -> str | None:
-        if spec.k >= n:
-            return f"k={spec.k} needs more than {spec.k} samples, got {n}"
-        return None
+        return too_few_for_k(spec.k, n)
 
     def __init__(self, spec: MetricSpec, n: int):
         super().__init__(spec, n)

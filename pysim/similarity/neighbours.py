@@ -21,7 +21,15 @@ import math
 from typing import Any
 
 from pysim.config import MetricSpec
-from pysim.similarity.base import Kind, MetricFamily, choice, positive_int, row_blocks, torch
+from pysim.similarity.base import (
+    Kind,
+    MetricFamily,
+    choice,
+    positive_int,
+    row_blocks,
+    too_few_for_k,
+    torch,
+)
 
 MEASURES = ("jaccard", "rank_similarity", "second_order_cosine", "cycle_knn")
 ROWS = 2048  # samples compared at once per pair (bounds the n x k x k temporaries)
@@ -54,8 +62,7 @@ class NeighbourhoodMetric(MetricFamily):
 
     @classmethod
     def size_problem(cls, spec: MetricSpec, n: int) -> str | None:
-        k = spec.option("k", 10)
-        return f"k={k} needs more than {k} samples, got {n}" if k >= n else None
+        return too_few_for_k(spec.option("k", 10), n)
 
     def __init__(self, spec: MetricSpec, n: int):
         super().__init__(spec, n)
